@@ -1,0 +1,1 @@
+"""One module per kind of check. Each exposes a Verifier subclass named in registry.yaml."""
