@@ -22,6 +22,10 @@ from .verifier import Verifier
 MAX_TEXT = 1_000_000
 
 
+class DataRequired(ValueError):
+    """A dataset-backed env was made without its data; the message says where to get it."""
+
+
 class UnicodeText(spaces.Text):
     """A Text space that holds any string up to ``max_length`` characters.
 
@@ -50,7 +54,7 @@ class TextEnv(gym.Env[str, str]):
       chat: when true, ``Task.prompt`` is a list of chat messages instead of a string.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
     default_verifier: str | None = None
 
     def __init__(self, *, verifier: Verifier | str | None = None, template: str = "r1",
