@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 from .types import AMBIGUOUS, NO_ANSWER, OK
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_OPEN, _CLOSE = "<answer>", "</answer>"
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_R1 = re.compile(r"\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*", re.DOTALL)
-_TAG = re.compile(r"</?(?:think|answer)>")
+_TAGS = ("<think>", "</think>", _OPEN, _CLOSE)
+
+# Everything here is linear in the text length: completions can be megabytes of hostile text,
+# and a backtracking regex over unclosed tags is quadratic.
 
 
 @dataclass(frozen=True)
@@ -40,23 +42,35 @@ def _decide(found: list[str]) -> Extraction:
 
 
 def answer_blocks(text: str) -> list[str]:
-    return _ANSWER.findall(text)
+    """Contents of each ``<answer>...</answer>``, pairing every opening tag with the next closing one."""
+    blocks, pos = [], 0
+    while (start := text.find(_OPEN, pos)) != -1:
+        end = text.find(_CLOSE, start + len(_OPEN))
+        if end == -1:
+            break
+        blocks.append(text[start + len(_OPEN):end])
+        pos = end + len(_CLOSE)
+    return blocks
+
+
+def _matching_braces(text: str) -> dict[int, int]:
+    """Index of each ``{`` -> index of its ``}``, for the braces that close."""
+    stack, pairs = [], {}
+    for i, c in enumerate(text):
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            pairs[stack.pop()] = i
+    return pairs
 
 
 def boxed_contents(text: str) -> list[str]:
     """Contents of every ``\\boxed{...}`` with balanced braces, in order of appearance."""
-    out = []
-    for m in _BOXED.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                depth -= 1
-            i += 1
-        if depth == 0:
-            out.append(text[m.end():i - 1])
-    return out
+    matches = list(_BOXED.finditer(text))
+    if not matches:
+        return []
+    pairs = _matching_braces(text)
+    return [text[m.end():pairs[m.end() - 1]] for m in matches if m.end() - 1 in pairs]
 
 
 def extract_answer(text: str, *, boxed: bool = False) -> Extraction:
@@ -78,10 +92,11 @@ def follows_r1_template(text: str, *, think_prefilled: bool = False) -> bool:
     """
     if not isinstance(text, str):
         return False
-    if think_prefilled:
-        text = "<think>" + text
-    m = _R1.fullmatch(text)
-    if not m:
+    text = ("<think>" + text if think_prefilled else text).strip()
+    if any(text.count(tag) != 1 for tag in _TAGS):
         return False
-    think, answer = m.group("think"), m.group("answer")
-    return bool(think.strip()) and bool(answer.strip()) and not _TAG.search(think + answer)
+    a, b, c, d = (text.index(tag) for tag in _TAGS)
+    if not (a == 0 and a < b < c < d and d + len(_CLOSE) == len(text)):
+        return False
+    think, answer = text[a + len("<think>"):b], text[c + len(_OPEN):d]
+    return bool(think.strip()) and bool(answer.strip()) and not text[b + len("</think>"):c].strip()
