@@ -1,0 +1,7 @@
+"""``python -m rewardgym`` is the ``rewardgym`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

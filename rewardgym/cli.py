@@ -1,0 +1,107 @@
+"""The ``rewardgym`` command: list, check and demo (the learner, eval and service add their own)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+import gymnasium as gym
+
+import rewardgym
+
+from .core import DataRequired, RegistryError
+
+
+def _list(args: argparse.Namespace) -> int:
+    entries = rewardgym.list_envs(tag=args.tag)
+    if args.json:
+        print(json.dumps([{"id": e.id, "description": e.description, "tags": list(e.tags), "kwargs": e.kwargs,
+                           "verifier": e.verifier, "data": e.data} for e in entries], indent=1))
+        return 0
+    width = max((len(e.id) for e in entries), default=0)
+    for e in entries:
+        print(f"{e.id:<{width}}  [{', '.join(e.tags)}]\n{'':<{width}}  {e.description}")
+    print(f"\n{len(entries)} environments")
+    return 0
+
+
+def _parse_data(pairs: list[str]) -> dict[str, dict]:
+    out = {}
+    for pair in pairs:
+        env_id, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise SystemExit(f"--data expects ID=PATH, got {pair!r}")
+        out[rewardgym.full_id(env_id)] = {"data": path}
+    return out
+
+
+def _check(args: argparse.Namespace) -> int:
+    from . import conformance
+
+    for env_id in args.ids:
+        rewardgym.spec(env_id)  # unknown ids fail before any work
+    results = conformance.run(args.ids or None, make_kwargs=_parse_data(args.data), determinism=not args.fast)
+    for r in results:
+        print(f"{r.status:<4}  {r.env_id:<36} {r.check:<12} {r.message}")
+    failed = [r for r in results if not r.ok]
+    skipped = sum(r.skipped for r in results)
+    print(f"\n{len(results) - len(failed) - skipped} passed, {len(failed)} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """A scripted rollout: for each env, a reference completion and a bad one, with their verdicts."""
+    for entry in rewardgym.list_envs():
+        try:
+            env = rewardgym.make(entry.id)
+        except DataRequired:
+            print(f"== {entry.id}: skipped (dataset env; pass data=PATH)\n")
+            continue
+        for label, completion in (("reference", None), ("no answer", "I think it is 42.")):
+            prompt, info = env.reset(seed=args.seed)
+            completion = completion or env.unwrapped.reference(info["task"])
+            _, reward, _, _, info = env.step(completion)
+            if label == "reference":
+                question = prompt.rsplit("User: ", 1)[-1].removesuffix("\nAssistant:")
+                print(f"== {entry.id} (seed {args.seed})\n   task:   {question[:300]}")
+            print(f"   {label:<9} {completion[:120]!r}\n             reward {reward} ({info['verdict'].reason})")
+        print()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rewardgym", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"rewardgym {rewardgym.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="show every registered environment id")
+    p.add_argument("--tag", help="only ids with this tag")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("check", help="run the conformance suite on some or all ids")
+    p.add_argument("ids", nargs="*", help="environment ids (default: all)")
+    p.add_argument("--data", action="append", default=[], metavar="ID=PATH",
+                   help="data file for a dataset-backed env (repeatable)")
+    p.add_argument("--fast", action="store_true", help="skip the two-process determinism check")
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("demo", help="scripted rollout: a reference and a bad completion per env")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (RegistryError, ValueError, ImportError, FileNotFoundError, gym.error.Error) as exc:
+        print(f"rewardgym: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
