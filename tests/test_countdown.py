@@ -43,13 +43,19 @@ def test_exact_rational_arithmetic() -> None:
 @pytest.mark.parametrize("expr, reason", [
     ("29e0", "format_error"), ("0x1d", "format_error"), ("0e0*25", "format_error"), ("1_0", "format_error"),
     ("__import__('os').system('true')", "format_error"), ("2**3", "format_error"), ("2^3", "format_error"),
-    ("9**9**9", "format_error"), ("-25+5*4+1", "format_error"), ("25//5", "format_error"), ("25.0", "format_error"),
+    ("9**9**9", "format_error"), ("+25-5*4+1", "format_error"), ("25//5", "format_error"), ("25.0", "format_error"),
     ("(25-5)*4+1 = 82", "format_error"), ("1 = 1 = 1", "format_error"), ("25/(5-5)", "division_by_zero"),
     ("١٢٣", "format_error"), ("(" * 300, "format_error"),
 ])
 def test_holes_score_zero(expr: str, reason: str) -> None:
     verdict = score(expr)
     assert (verdict.reward, verdict.reason) == (0.0, reason)
+
+
+def test_unary_minus_is_allowed() -> None:
+    assert score("-(-(25-5)*4)+1").correct
+    assert score("1 - -(25-5)*4").correct
+    assert score("-25+5*4+1").reason == "wrong_answer"
 
 
 def test_power_bomb_returns_promptly() -> None:

@@ -1,9 +1,11 @@
 """Countdown check: does the answer's expression reach the target using exactly the given numbers?
 
-Accepted answers: integer literals, binary ``+ - * /`` and parentheses, optionally followed by
-``= <target>``. Unary minus, powers, floor division, floats, exponents, hex, names and calls are
-rejected (``29e0``, ``0x1d``, ``__import__(...)``, ``2**3``, ``2^3``, ``-5``). Arithmetic is exact
-(fractions), so ``7/2*2`` is 7. Every given number must be used exactly once unless the task's
+Accepted answers: integer literals, binary ``+ - * /``, unary minus and parentheses, optionally
+followed by ``= <target>``. Unary minus adds no power (any negated expression with a positive value
+can be rewritten without it) and reasoning-gym's own reference solutions use it, so it is allowed.
+Unary plus, powers, floor division, floats, exponents, hex, names and calls are rejected
+(``29e0``, ``0x1d``, ``__import__(...)``, ``2**3``, ``2^3``, ``+5``). Arithmetic is exact
+(integers, fractions once a division is inexact), so ``7/2*2`` is 7. Every given number must be used exactly once unless the task's
 ``use_all`` is false, in which case each may be used at most once. Model text is never
 evaluated: it is parsed with ``ast`` after a character whitelist and a length bound, and every
 intermediate value is bounded, so any input returns in microseconds.
@@ -35,8 +37,10 @@ class _Reject(Exception):
         self.reason, self.why = reason, why
 
 
-def _value(node: ast.AST, literals: list[int], operators: str) -> Fraction:
-    if isinstance(node, ast.BinOp):
+def _value(node: ast.AST, literals: list[int], operators: str) -> int | Fraction:
+    """Exact value of an allowed node; ints stay ints (fast) until a division is inexact."""
+    kind = type(node)
+    if kind is ast.BinOp:
         symbol = _OPS.get(type(node.op))
         if symbol is None or symbol not in operators:
             raise _Reject(FORMAT_ERROR, f"operator {type(node.op).__name__} not allowed")
@@ -48,20 +52,29 @@ def _value(node: ast.AST, literals: list[int], operators: str) -> Fraction:
             out = left - right
         elif symbol == "*":
             out = left * right
+        elif right == 0:
+            raise _Reject("division_by_zero", "division by zero")
+        elif type(left) is int and type(right) is int and left % right == 0:
+            out = left // right
         else:
-            if right == 0:
-                raise _Reject("division_by_zero", "division by zero")
-            out = left / right
-        if abs(out.numerator) > MAX_MAGNITUDE or out.denominator > MAX_MAGNITUDE:
+            out = Fraction(left) / right
+        if type(out) is Fraction:
+            if out.denominator == 1:
+                out = out.numerator
+            elif abs(out.numerator) > MAX_MAGNITUDE or out.denominator > MAX_MAGNITUDE:
+                raise _Reject("too_large", "intermediate value exceeds the magnitude bound")
+        if type(out) is int and abs(out) > MAX_MAGNITUDE:
             raise _Reject("too_large", "intermediate value exceeds the magnitude bound")
         return out
-    if isinstance(node, ast.Constant) and type(node.value) is int:
+    if kind is ast.Constant and type(node.value) is int:
         literals.append(node.value)
-        return Fraction(node.value)
-    raise _Reject(FORMAT_ERROR, f"{type(node).__name__} not allowed")
+        return node.value
+    if kind is ast.UnaryOp and type(node.op) is ast.USub:
+        return -_value(node.operand, literals, operators)
+    raise _Reject(FORMAT_ERROR, f"{type(node).__name__}{'' if kind is not ast.UnaryOp else ' ' + type(node.op).__name__} not allowed")
 
 
-def evaluate(expression: str, operators: str = "+-*/") -> tuple[Fraction, list[int]]:
+def evaluate(expression: str, operators: str = "+-*/") -> tuple[int | Fraction, list[int]]:
     """Exact value and literals of a countdown expression; raises _Reject when not allowed."""
     if len(expression) > MAX_EXPRESSION_CHARS:
         raise _Reject(FORMAT_ERROR, f"expression longer than {MAX_EXPRESSION_CHARS} characters")
