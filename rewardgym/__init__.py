@@ -6,12 +6,14 @@ Importing the package registers every id in ``registry.yaml`` with gymnasium, so
 
 from __future__ import annotations
 
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 
-from .core import EnvEntry, Task, TextEnv, Verdict, Verifier, load_registry
+from .core import EnvEntry, Task, TextEnv, Verdict, Verifier, load_object, load_registry
+from .vector import TextVectorEnv
 
 __version__ = "0.1.0"
 NAMESPACE = "rewardgym"
@@ -23,7 +25,7 @@ _ENTRIES: dict[str, EnvEntry] = {e.id: e for e in load_registry(REGISTRY_PATH)}
 def _register(entry: EnvEntry) -> None:
     if entry.id in gym.registry:
         return
-    gym.register(id=entry.id, entry_point=entry.entry_point,
+    gym.register(id=entry.id, entry_point=entry.entry_point, vector_entry_point=partial(TextVectorEnv, entry.id),
                  kwargs={**entry.kwargs, "verifier": entry.verifier})
 
 
@@ -57,10 +59,30 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(spec(env_id).id, **kwargs)
 
 
-def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> gym.vector.VectorEnv:
-    """A vector env of ``num_envs`` copies, through gymnasium's synchronous vectoriser."""
-    return gym.make_vec(spec(env_id).id, num_envs=num_envs, vectorization_mode="sync", **kwargs)
+def make_vec(env_id: str | Mapping[str, float], num_envs: int = 1, *, group_size: int = 1,
+             remote: str | None = None, **kwargs: Any) -> TextVectorEnv:
+    """A batch env: ``num_envs / group_size`` tasks, each repeated ``group_size`` times, verified
+    in parallel (see ``rewardgym.vector``). ``env_id`` may be ``{id: weight}`` for a mixture;
+    ``remote`` is the URL of a ``rewardgym serve`` service. ``gym.make_vec(id, n, ...)`` gives the same."""
+    if isinstance(env_id, str):
+        return gym.make_vec(spec(env_id).id, num_envs=num_envs, group_size=group_size, remote=remote, **kwargs)
+    return TextVectorEnv(env_id, num_envs, group_size=group_size, remote=remote, **kwargs)
 
 
-__all__ = ["EnvEntry", "Task", "TextEnv", "Verdict", "Verifier", "full_id", "list_envs", "make",
-           "make_vec", "spec"]
+@lru_cache(maxsize=None)
+def verifier(env_id: str) -> Verifier:
+    """The registered verifier of an id (one shared instance per process)."""
+    return load_object(spec(env_id).verifier, where=f"{env_id} verifier")()
+
+
+def score(env_id: str, completions: Sequence[str], tasks: Task | dict | Sequence[Task | dict]) -> list[Verdict]:
+    """Verdicts for completions on tasks you already hold: the stateless fast path.
+    ``tasks`` is one task for all completions or one per completion (Task or its dict form)."""
+    if isinstance(tasks, (Task, dict)):
+        tasks = [tasks] * len(completions)
+    tasks = [t if isinstance(t, Task) else Task.from_dict(t) for t in tasks]
+    return verifier(env_id).verify_batch(list(completions), tasks)
+
+
+__all__ = ["EnvEntry", "Task", "TextEnv", "TextVectorEnv", "Verdict", "Verifier", "full_id", "list_envs", "make",
+           "make_vec", "score", "spec", "verifier"]

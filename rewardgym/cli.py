@@ -1,4 +1,4 @@
-"""The ``rewardgym`` command: list, check and demo (the learner, eval and service add their own)."""
+"""The ``rewardgym`` command: list, check, demo and serve."""
 
 from __future__ import annotations
 
@@ -71,6 +71,14 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .service import Limits, serve
+
+    serve(args.host, args.port, Limits(max_request_bytes=args.max_request_mb * 1024 * 1024,
+                                       max_batch=args.max_batch, max_concurrency=args.max_concurrency))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardgym", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rewardgym {rewardgym.__version__}")
@@ -91,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="scripted rollout: a reference and a bad completion per env")
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("serve", help="serve reset/score over HTTP for remote learners")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed)")
+    p.add_argument("--max-concurrency", type=int, default=8, help="requests served at once; more get 503")
+    p.add_argument("--max-batch", type=int, default=8192, help="items per request")
+    p.add_argument("--max-request-mb", type=int, default=64)
+    p.set_defaults(func=_serve)
     return parser
 
 
