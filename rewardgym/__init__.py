@@ -6,14 +6,14 @@ Importing the package registers every id in ``registry.yaml`` with gymnasium, so
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 
 from .core import EnvEntry, Task, TextEnv, Verdict, Verifier, load_object, load_registry
-from .vector import TextVectorEnv
+from .vector import TextVectorEnv, VectorEntryPoint
 
 __version__ = "0.1.0"
 NAMESPACE = "rewardgym"
@@ -25,7 +25,7 @@ _ENTRIES: dict[str, EnvEntry] = {e.id: e for e in load_registry(REGISTRY_PATH)}
 def _register(entry: EnvEntry) -> None:
     if entry.id in gym.registry:
         return
-    gym.register(id=entry.id, entry_point=entry.entry_point, vector_entry_point=partial(TextVectorEnv, entry.id),
+    gym.register(id=entry.id, entry_point=entry.entry_point, vector_entry_point=VectorEntryPoint(entry.id),
                  kwargs={**entry.kwargs, "verifier": entry.verifier})
 
 

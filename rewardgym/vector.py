@@ -9,6 +9,7 @@ autoreset mode is DISABLED: call ``reset`` again for the next batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -160,3 +161,13 @@ class TextVectorEnv(VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs.values():
             env.close()
+
+
+@dataclass(frozen=True)
+class VectorEntryPoint:
+    """What ``gym.make_vec`` calls for a rewardgym id (a value, so env specs compare equal)."""
+
+    env_id: str
+
+    def __call__(self, num_envs: int = 1, **kwargs: Any) -> TextVectorEnv:
+        return TextVectorEnv(self.env_id, num_envs, **kwargs)
