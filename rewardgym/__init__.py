@@ -85,4 +85,4 @@ def score(env_id: str, completions: Sequence[str], tasks: Task | dict | Sequence
 
 
 __all__ = ["EnvEntry", "Task", "TextEnv", "TextVectorEnv", "Verdict", "Verifier", "full_id", "list_envs", "make",
-           "make_vec", "score", "spec", "verifier"]
+           "load_object", "make_vec", "score", "spec", "verifier"]

@@ -140,7 +140,8 @@ class TextVectorEnv(VectorEnv):
         rewards = np.array([v.reward for v in verdicts], dtype=np.float64)
         mask = np.ones(self.num_envs, dtype=bool)
         info = {"verdict": _objects(verdicts), "_verdict": mask, "task": _objects(self._tasks), "_task": mask,
-                "env_id": _objects(self._env_of), "_env_id": mask}
+                "env_id": _objects(self._env_of), "_env_id": mask,
+                "group": np.repeat(np.arange(self.num_groups), self.group_size), "_group": mask}
         self._tasks, self._env_of = [], []
         return ("",) * self.num_envs, rewards, np.ones(self.num_envs, dtype=bool), np.zeros(self.num_envs, dtype=bool), info
 

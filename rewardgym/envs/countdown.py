@@ -80,6 +80,9 @@ class CountdownEnv(TextEnv):
     """
 
     default_verifier = "rewardgym.verifiers.countdown:CountdownVerifier"
+    #: Difficulty ladder for rewardgym.curriculum: more numbers, then larger targets.
+    curriculum = [{"num_numbers": 3, "max_target": 100}, {"num_numbers": 4, "max_target": 100},
+                  {"num_numbers": 5, "max_target": 500}, {"num_numbers": 6, "max_target": 999}]
 
     def __init__(self, *, num_numbers: int | list[int] = 4, min_number: int = 1, max_number: int = 100,
                  min_target: int = 1, max_target: int = 100, operators: str = "+-*/",

@@ -24,6 +24,7 @@ _WORDS = ("river", "cobalt", "lantern", "meadow", "harbor", "falcon", "quartz", 
 
 class _FormatEnv(TextEnv):
     default_verifier = _VERIFIER
+    curriculum = [{"difficulty": 1}, {"difficulty": 2}, {"difficulty": 3}]
 
     def __init__(self, *, difficulty: int = 1, **base: Any):
         super().__init__(**base)
