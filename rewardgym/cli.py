@@ -1,4 +1,4 @@
-"""The ``rewardgym`` command: list, check, demo and serve."""
+"""The ``rewardgym`` command: list, check, demo, new-env and serve."""
 
 from __future__ import annotations
 
@@ -79,6 +79,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_env(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .scaffold import new_env
+
+    for path in new_env(args.name, Path(args.root)):
+        print(f"wrote {path}")
+    print(f"\nnext: edit those files, then `rewardgym check rewardgym/{args.name}-v0` (see CONTRIBUTING.md)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardgym", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rewardgym {rewardgym.__version__}")
@@ -99,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="scripted rollout: a reference and a bad completion per env")
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("new-env", help="scaffold a new environment (module, verifier, registry entry, examples)")
+    p.add_argument("name", help="CamelCase name, e.g. WordSort -> rewardgym/WordSort-v0")
+    p.add_argument("--root", default=".", help="repository root holding the rewardgym package")
+    p.set_defaults(func=_new_env)
 
     p = sub.add_parser("serve", help="serve reset/score over HTTP for remote learners")
     p.add_argument("--host", default="127.0.0.1")
