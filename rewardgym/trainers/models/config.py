@@ -14,9 +14,9 @@ from typing import Any
 
 #: model_type -> the flags that differ between the three families we read and write.
 FAMILIES: dict[str, dict[str, Any]] = {
-    "llama": {"attention_bias": False, "qk_norm": False, "architectures": ["LlamaForCausalLM"]},
-    "qwen2": {"attention_bias": True, "qk_norm": False, "architectures": ["Qwen2ForCausalLM"]},
-    "qwen3": {"attention_bias": False, "qk_norm": True, "architectures": ["Qwen3ForCausalLM"]},
+    "llama": {"architectures": ["LlamaForCausalLM"]},
+    "qwen2": {"architectures": ["Qwen2ForCausalLM"]},  # q/k/v projections always carry a bias
+    "qwen3": {"architectures": ["Qwen3ForCausalLM"]},  # RMSNorm on each head's queries and keys
 }
 
 
@@ -36,8 +36,7 @@ class ModelConfig:
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = True
     model_type: str = "llama"
-    attention_bias: bool = False  # bias on q/k/v projections (Qwen2)
-    qk_norm: bool = False  # RMSNorm on each head's queries and keys before RoPE (Qwen3)
+    attention_bias: bool = False  # bias on the attention projections (always on q/k/v for Qwen2)
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
@@ -55,11 +54,18 @@ class ModelConfig:
             problems.append(f"head_dim must be even for RoPE, got {self.head_dim}")
         if problems:
             raise ValueError("ModelConfig: " + "; ".join(problems))
+        if self.model_type == "qwen2":
+            self.attention_bias = True
+
+    @property
+    def qk_norm(self) -> bool:
+        """Qwen3 normalises each head's queries and keys before RoPE."""
+        return self.model_type == "qwen3"
 
     # -- Hugging Face config.json -------------------------------------------------------
     def to_hf(self) -> dict[str, Any]:
         """The ``config.json`` a Hugging Face ``AutoModelForCausalLM`` of ``model_type`` reads."""
-        data = {k: v for k, v in asdict(self).items() if k not in ("qk_norm", "rope_theta")}
+        data = {k: v for k, v in asdict(self).items() if k != "rope_theta"}
         data.update(architectures=FAMILIES[self.model_type]["architectures"], hidden_act="silu",
                     rope_theta=self.rope_theta,
                     rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta})
@@ -87,9 +93,6 @@ class ModelConfig:
             raise ValueError(f"{where}: mlp_bias is not supported")
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs.update({k: v for k, v in FAMILIES[model_type].items() if k in known})
-        if model_type == "llama":
-            kwargs["attention_bias"] = bool(data.get("attention_bias", False))
         kwargs["rope_theta"] = float(rope.get("rope_theta", data.get("rope_theta", 10000.0)))
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             if isinstance(kwargs.get(key), list):  # some checkpoints list several EOS ids
