@@ -29,6 +29,10 @@ class Batch:
     def completion_ids(self) -> torch.Tensor:
         return self.input_ids[:, self.prompt_width:]
 
+    def select(self, rows: torch.Tensor) -> "Batch":
+        """The sub-batch of ``rows`` (same layout and width)."""
+        return Batch(self.input_ids[rows], self.attention_mask[rows], self.completion_mask[rows], self.prompt_width)
+
 
 def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> Batch:
     """Left-pad prompts and right-pad completions into one Batch."""
