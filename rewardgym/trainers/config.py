@@ -160,6 +160,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     for option in options:
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if option is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if option is bool and isinstance(value, bool):
             return value
         if option in (int, str) and type(value) is option:
