@@ -129,15 +129,14 @@ class RepetitionPenalty(Shaper):
 
 
 def _apply(shapers: Sequence[Shaper], completions: Sequence[str], verdicts: Sequence[Verdict],
-           groups: Sequence[int], base: Sequence[float]) -> tuple[np.ndarray, list[dict[str, float]]]:
-    rewards = np.array(base, dtype=np.float64)
-    components = [{"correctness": float(r)} for r in base]
+           groups: Sequence[int], rewards: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Shaped rewards and each shaper's weighted contribution (an array per shaper name)."""
+    rewards = np.array(rewards, dtype=np.float64)
+    added = {}
     for shaper in shapers:
-        for i, value in enumerate(shaper.values(completions, verdicts, groups)):
-            contribution = shaper.weight * value
-            components[i][shaper.name] = contribution
-            rewards[i] += contribution
-    return rewards, components
+        added[shaper.name] = shaper.weight * np.array(shaper.values(completions, verdicts, groups), dtype=np.float64)
+        rewards += added[shaper.name]
+    return rewards, added
 
 
 class RewardShaping(gym.Wrapper):
@@ -164,7 +163,8 @@ class VectorRewardShaping(gym.vector.VectorWrapper):
 
     def step(self, actions: Sequence[str]):
         obs, rewards, terminated, truncated, info = self.env.step(actions)
-        shaped, components = _apply(self.shapers, list(actions), list(info["verdict"]), list(info["group"]), rewards)
-        comp = np.empty(len(components), dtype=object)
-        comp[:] = components
-        return obs, shaped, terminated, truncated, {**info, "reward_components": comp, "_reward_components": info["_verdict"]}
+        shaped, added = _apply(self.shapers, list(actions), list(info["verdict"]), list(info["group"]), rewards)
+        components = dict(info["reward_components"])
+        for name, values in added.items():
+            components[name], components["_" + name] = values, info["_verdict"]
+        return obs, shaped, terminated, truncated, {**info, "reward_components": components}

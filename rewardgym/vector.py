@@ -78,11 +78,9 @@ class TextVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[tuple[str, ...], dict[str, Any]]:
         """``seed``: group j gets task seed ``seed + j``; ``options={"tasks": [...]}`` sets the tasks
         (one per group or one per slot) and ``options={"indices": [...]}`` picks dataset rows."""
-        super().reset(seed=seed)
+        seeds = self._group_seeds(seed)
         options = options or {}
-        if seed is None:
-            seed = int(self.np_random.integers(0, 2**31 - 1 - self.num_groups))
-        choice = np.random.default_rng(seed).choice(len(self.ids), size=self.num_groups, p=self.weights)
+        choice = np.random.default_rng(seeds[0]).choice(len(self.ids), size=self.num_groups, p=self.weights)
         group_env = [self.ids[k] for k in choice]
         if "tasks" in options:
             tasks = [t if isinstance(t, Task) else Task.from_dict(t) for t in options["tasks"]]
@@ -97,10 +95,28 @@ class TextVectorEnv(VectorEnv):
                 raise ValueError(f"options['indices'] needs {self.num_groups} indices (one per group), got {len(indices)}")
             tasks = self._make_tasks(group_env, indices=indices)
         else:
-            tasks = self._make_tasks(group_env, seeds=[seed + j for j in range(self.num_groups)])
+            tasks = self._make_tasks(group_env, seeds=seeds)
         self._tasks = [t for t in tasks for _ in range(self.group_size)]
         self._env_of = [e for e in group_env for _ in range(self.group_size)]
         return self._observe()
+
+    def _group_seeds(self, seed: int | Sequence[int] | None) -> list[int]:
+        """One task seed per group from an int (``seed + j``), a list with one seed per group, or a
+        list with one per slot (gymnasium's convention; slots of a group must then agree)."""
+        if seed is None or isinstance(seed, (int, np.integer)):
+            super().reset(seed=None if seed is None else int(seed))
+            base = int(self.np_random.integers(0, 2**31 - 1 - self.num_groups)) if seed is None else int(seed)
+            return [base + j for j in range(self.num_groups)]
+        seeds = [int(s) for s in seed]
+        if len(seeds) == self.num_envs and self.group_size > 1:
+            groups = [seeds[j * self.group_size:(j + 1) * self.group_size] for j in range(self.num_groups)]
+            if any(len(set(g)) != 1 for g in groups):
+                raise ValueError("per-slot seeds must be equal within each group of group_size slots")
+            seeds = [g[0] for g in groups]
+        if len(seeds) != self.num_groups:
+            raise ValueError(f"reset(seed=[...]) needs {self.num_groups} seeds (one per group) or {self.num_envs} (one per slot), got {len(seeds)}")
+        super().reset(seed=seeds[0])
+        return seeds
 
     def _make_tasks(self, group_env: list[str], *, seeds: list[int] | None = None,
                     indices: list[int] | None = None) -> list[Task]:
@@ -141,7 +157,8 @@ class TextVectorEnv(VectorEnv):
         mask = np.ones(self.num_envs, dtype=bool)
         info = {"verdict": _objects(verdicts), "_verdict": mask, "task": _objects(self._tasks), "_task": mask,
                 "env_id": _objects(self._env_of), "_env_id": mask,
-                "group": np.repeat(np.arange(self.num_groups), self.group_size), "_group": mask}
+                "group": np.repeat(np.arange(self.num_groups), self.group_size), "_group": mask,
+                "reward_components": {"correctness": rewards.copy(), "_correctness": mask}, "_reward_components": mask}
         self._tasks, self._env_of = [], []
         return ("",) * self.num_envs, rewards, np.ones(self.num_envs, dtype=bool), np.zeros(self.num_envs, dtype=bool), info
 

@@ -43,6 +43,20 @@ def test_step_keeps_order_and_reports_verdicts() -> None:
         env.step(completions)
 
 
+def test_seed_lists_per_group_or_per_slot() -> None:
+    env = rewardgym.make_vec("Countdown-v0", 4, group_size=2)
+    by_group = list(env.reset(seed=[7, 3])[1]["task"])
+    by_slot = list(env.reset(seed=[7, 7, 3, 3])[1]["task"])
+    single = rewardgym.make("Countdown-v0").unwrapped
+    assert by_group == by_slot == [single.generate(7)] * 2 + [single.generate(3)] * 2
+    with pytest.raises(ValueError, match="equal within each group"):
+        env.reset(seed=[1, 2, 3, 4])
+    with pytest.raises(ValueError, match="one per group"):
+        env.reset(seed=[1, 2, 3])
+    _, rewards, _, _, info = env.step(["x"] * 4)
+    assert list(info["reward_components"]["correctness"]) == list(rewards)
+
+
 def test_bad_shapes_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="multiple of group_size"):
         rewardgym.make_vec("Countdown-v0", 5, group_size=2)

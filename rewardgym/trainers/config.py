@@ -1,0 +1,177 @@
+"""Run configuration: dataclasses with defaults that run the embedded example, loadable from YAML,
+with command-line overrides.
+
+Command line: ``[--config FILE.yaml] [key=value | --key value | --key=value ...]``; values are
+parsed as YAML scalars (``steps=20``, ``beta=0.04``, ``model=null``). Later settings win:
+defaults < YAML file < overrides. Unknown keys are errors that suggest the closest field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .grpo import AGGREGATIONS, RATIO_LEVELS
+
+
+@dataclass
+class ModelOptions:
+    """Where the policy comes from: a Hugging Face-layout directory, or (``model: null``) a tiny
+    decoder and byte-level BPE built in-process from the environment's prompts."""
+
+    run_dir: str = "runs/countdown-tiny"
+    seed: int = 0
+    env: str = "rewardgym/Countdown-Easy-v0"
+    model: str | None = None
+    vocab_size: int = 512
+    hidden_size: int = 96
+    intermediate_size: int = 256
+    num_layers: int = 3
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+
+@dataclass
+class SFTConfig(ModelOptions):
+    """``rewardgym sft``: fine-tune on (prompt, completion) pairs and save the model to ``run_dir/model``."""
+
+    run_dir: str = "runs/sft"
+    data: str | None = None  # .jsonl / .parquet; null = the env's reference solutions
+    examples: int = 2000  # embedded set size (reference solutions of seeds SFT_SEEDS...)
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 3e-3
+
+
+@dataclass
+class TrainConfig(ModelOptions):
+    """``rewardgym train``: optional SFT cold start, then GRPO on ``env``."""
+
+    # cold start (skipped when sft_steps is 0)
+    sft_data: str | None = None
+    sft_examples: int = 2000
+    sft_steps: int = 300
+    sft_batch_size: int = 16
+    sft_lr: float = 3e-3
+    # rollouts
+    steps: int = 30
+    tasks_per_step: int = 8
+    group_size: int = 8
+    max_new_tokens: int = 40
+    temperature: float = 1.0
+    top_p: float = 1.0
+    # GRPO
+    lr: float = 5e-4
+    mu: int = 1  # optimizer passes over each rollout batch
+    minibatch_size: int = 0  # rollouts per optimizer step; 0 = the whole batch
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    beta: float = 0.0  # k3 KL weight; 0 keeps no reference model
+    scale_std: bool = True  # false = Dr. GRPO advantages
+    aggregation: str = "token_mean"
+    ratio_level: str = "token"  # "sequence" = GSPO
+    filter_zero_variance: bool = True
+    overlong_buffer: int = 0  # >0: DAPO soft overlong punishment over the last N tokens
+    overlong_factor: float = 1.0
+    grad_clip: float = 1.0
+    weight_decay: float = 0.0
+    # bookkeeping
+    checkpoint_every: int = 5
+    keep_checkpoints: int = 2
+    eval_tasks: int = 64
+    plot: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.aggregation not in AGGREGATIONS:
+            problems.append(f"aggregation {self.aggregation!r} not one of {AGGREGATIONS}")
+        if self.ratio_level not in RATIO_LEVELS:
+            problems.append(f"ratio_level {self.ratio_level!r} not one of {RATIO_LEVELS}")
+        if self.group_size < 2:
+            problems.append(f"group_size must be >= 2, got {self.group_size}")
+        for name in ("steps", "tasks_per_step", "max_new_tokens", "mu", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.overlong_buffer > self.max_new_tokens:
+            problems.append(f"overlong_buffer ({self.overlong_buffer}) exceeds max_new_tokens ({self.max_new_tokens})")
+        if problems:
+            raise ValueError("train config: " + "; ".join(problems))
+
+
+C = TypeVar("C")
+
+
+def parse_config(cls: type[C], argv: list[str]) -> C:
+    """Build ``cls`` from defaults, an optional ``--config`` YAML file and overrides in ``argv``."""
+    values: dict[str, tuple[Any, str]] = {}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("--config", "-c"):
+            if not args:
+                raise ValueError("--config needs a YAML file")
+            values.update(_read_yaml(Path(args.pop(0))))
+            continue
+        key, sep, raw = arg.lstrip("-").partition("=")
+        if not sep:
+            if not arg.startswith("--") or not args:
+                raise ValueError(f"argument {arg!r}: expected key=value or --key value")
+            raw = args.pop(0)
+        values[key.replace("-", "_")] = (yaml.safe_load(raw) if raw != "" else None, f"argument {arg!r}")
+    known = {f.name: f for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, (value, where) in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            raise ValueError(f"{where}: unknown setting {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        kwargs[key] = _coerce(value, hints[key], f"{where}: {key}")
+    return cls(**kwargs)
+
+
+def _read_yaml(path: Path) -> dict[str, tuple[Any, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file must be a mapping of settings")
+    return {str(k): (v, f"{path}") for k, v in data.items()}
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check a YAML value against a field's type (int accepted for float; None for optionals)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    options = typing.get_args(hint) if union else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ValueError(f"{where}: may not be null")
+    for option in options:
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if option is bool and isinstance(value, bool):
+            return value
+        if option in (int, str) and type(value) is option:
+            return value
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ValueError(f"{where}: expected {names}, got {value!r}")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,197 @@
+"""A compact decoder-only transformer in plain torch: RMSNorm, RoPE, grouped-query attention,
+SwiGLU MLP, and a KV cache for generation.
+
+Module and parameter names follow Hugging Face's Llama/Qwen layout (``model.layers.0.self_attn
+.q_proj.weight`` ...), so their checkpoints load with ``load_state_dict`` and ours load in
+``transformers``. Two seams for later work: every projection is built by ``make_linear`` (the place
+an FP8 linear goes), and every block's feed-forward by ``make_mlp`` (the place a Mixture-of-Experts
+goes).
+
+Batches may be left-padded: ``attention_mask`` (1 = real token) hides padding keys and positions
+count only real tokens, which is what makes batched generation agree with one-by-one generation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+
+def make_linear(in_features: int, out_features: int, *, bias: bool, config: ModelConfig) -> nn.Module:
+    """Every projection in the model is built here (the FP8 seam)."""
+    return nn.Linear(in_features, out_features, bias=bias)
+
+
+def make_mlp(config: ModelConfig) -> nn.Module:
+    """Every block's feed-forward is built here (the Mixture-of-Experts seam)."""
+    return SwiGLU(config)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        h, i = config.hidden_size, config.intermediate_size
+        self.gate_proj = make_linear(h, i, bias=False, config=config)
+        self.up_proj = make_linear(h, i, bias=False, config=config)
+        self.down_proj = make_linear(i, h, bias=False, config=config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+def rope_tables(config: ModelConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin for ``positions`` [B, T], shaped [B, 1, T, head_dim] (half-rotation layout)."""
+    d = config.head_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32, device=positions.device) / d))
+    angles = positions.float()[..., None] * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)[:, None]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, preallocated to ``capacity``."""
+
+    def __init__(self, config: ModelConfig, batch: int, capacity: int, *, dtype: torch.dtype, device: torch.device):
+        shape = (batch, config.num_key_value_heads, capacity, config.head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.length = 0  # tokens stored (the same for every layer once a forward pass ends)
+        self.capacity = capacity
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.capacity:
+            raise ValueError(f"KVCache: {end} tokens exceed the capacity {self.capacity}")
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int):
+        super().__init__()
+        self.config, self.layer = config, layer
+        h, d = config.hidden_size, config.head_dim
+        qkv_bias = config.attention_bias
+        out_bias = config.attention_bias and config.model_type != "qwen2"
+        self.q_proj = make_linear(h, config.num_attention_heads * d, bias=qkv_bias, config=config)
+        self.k_proj = make_linear(h, config.num_key_value_heads * d, bias=qkv_bias, config=config)
+        self.v_proj = make_linear(h, config.num_key_value_heads * d, bias=qkv_bias, config=config)
+        self.o_proj = make_linear(config.num_attention_heads * d, h, bias=out_bias, config=config)
+        if config.qk_norm:
+            self.q_norm = RMSNorm(d, config.rms_norm_eps)
+            self.k_norm = RMSNorm(d, config.rms_norm_eps)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor,
+                cache: KVCache | None) -> torch.Tensor:
+        b, t, _ = x.shape
+        c = self.config
+        q = self.q_proj(x).view(b, t, c.num_attention_heads, c.head_dim)
+        k = self.k_proj(x).view(b, t, c.num_key_value_heads, c.head_dim)
+        v = self.v_proj(x).view(b, t, c.num_key_value_heads, c.head_dim).transpose(1, 2)
+        if c.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q.transpose(1, 2), *rope), apply_rope(k.transpose(1, 2), *rope)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                             enable_gqa=c.num_attention_heads != c.num_key_value_heads)
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config, layer)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = make_mlp(config)
+
+    def forward(self, x, rope, mask, cache):
+        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Backbone(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class DecoderLM(nn.Module):
+    """Causal language model. ``forward(input_ids, attention_mask, cache) -> logits [B, T, V]``.
+
+    With a cache, ``attention_mask`` covers every token so far (cached plus new), as in
+    Hugging Face; positions are the running count of real tokens.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.model = Backbone(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        p = self.lm_head.weight
+        return KVCache(self.config, batch, capacity, dtype=p.dtype, device=p.device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        b, t = input_ids.shape
+        past = cache.length if cache is not None else 0
+        if attention_mask is None:
+            attention_mask = torch.ones(b, past + t, dtype=torch.long, device=input_ids.device)
+        if attention_mask.shape != (b, past + t):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(b, past + t)}")
+        keep = attention_mask.bool()
+        positions = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+        causal = torch.ones(t, past + t, dtype=torch.bool, device=input_ids.device).tril(past)
+        mask = causal[None] & keep[:, None, :]
+        # A query on padding sees no key; let it see itself so softmax stays finite (output unused).
+        steps = torch.arange(past + t, device=input_ids.device)
+        mask = mask | (steps[past:, None] == steps[None, :])[None]
+        mask = mask[:, None]
+        rope = rope_tables(self.config, positions)
+        x = self.model.embed_tokens(input_ids)
+        for block in self.model.layers:
+            x = block(x, rope, mask, cache)
+        if cache is not None:
+            cache.length += t
+        return self.lm_head(self.model.norm(x))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

@@ -1,0 +1,136 @@
+"""Batched sampling with a KV cache, and the token layout shared by sampling, SFT and GRPO.
+
+Layout: prompts left-padded to a common width P, completions right-padded after it, so
+completion token j of every row sits at column P + j. The same ``Batch`` feeds generation,
+the SFT loss and the GRPO loss, which is why log-probs recorded while sampling line up
+exactly with those recomputed for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .models import DecoderLM, Tokenizer
+
+STOP_TAIL_TOKENS = 16  # decoded window used to detect stop strings
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # [B, P + T]
+    attention_mask: torch.Tensor  # [B, P + T], 1 for real tokens
+    completion_mask: torch.Tensor  # [B, T] float, 1 for completion tokens
+    prompt_width: int  # P
+
+    @property
+    def completion_ids(self) -> torch.Tensor:
+        return self.input_ids[:, self.prompt_width:]
+
+    def select(self, rows: torch.Tensor) -> "Batch":
+        """The sub-batch of ``rows`` (same layout and width)."""
+        return Batch(self.input_ids[rows], self.attention_mask[rows], self.completion_mask[rows], self.prompt_width)
+
+
+def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> Batch:
+    """Left-pad prompts and right-pad completions into one Batch."""
+    if len(prompts) != len(completions):
+        raise ValueError(f"pack: {len(prompts)} prompts but {len(completions)} completions")
+    p = max(len(x) for x in prompts)
+    t = max(1, max(len(x) for x in completions))
+    ids = torch.full((len(prompts), p + t), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), p + t), dtype=torch.long)
+    for i, (a, b) in enumerate(zip(prompts, completions)):
+        ids[i, p - len(a):p] = torch.tensor(a, dtype=torch.long)
+        ids[i, p:p + len(b)] = torch.tensor(b, dtype=torch.long)
+        mask[i, p - len(a):p + len(b)] = 1
+    return Batch(ids, mask, mask[:, p:].float(), p)
+
+
+def completion_logprobs(model: DecoderLM, batch: Batch, *, temperature: float = 1.0,
+                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs [B, T] of the completion tokens under ``model`` (logits divided by
+    ``temperature``, the distribution that was sampled), and optionally the per-token entropy."""
+    logits = model(batch.input_ids, batch.attention_mask)[:, batch.prompt_width - 1:-1].float()
+    logp_all = F.log_softmax(logits / temperature, dim=-1)
+    logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
+    entropy = None
+    if with_entropy:
+        entropy = -(logp_all.exp() * logp_all).sum(-1).detach()
+    return logp, entropy
+
+
+@dataclass
+class Rollout:
+    batch: Batch
+    logprobs: torch.Tensor  # [B, T] log-probs recorded at sampling time (0 past the end)
+    texts: list[str]
+    lengths: list[int]  # completion tokens, stop token included
+    truncated: list[bool]  # hit max_new_tokens before a stop
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Mask (to -inf) the tokens outside the smallest set whose probability reaches ``top_p``."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    drop = probs.cumsum(-1) - probs >= top_p  # mass before this token already reaches top_p
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+
+
+@torch.no_grad()
+def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_new_tokens: int,
+           temperature: float = 1.0, top_p: float = 1.0, stop: tuple[str, ...] = ("</answer>",),
+           generator: torch.Generator | None = None) -> Rollout:
+    """One completion per prompt (repeat a prompt G times for a group). ``temperature=0`` is greedy.
+
+    A row stops at EOS, at a stop string, or after ``max_new_tokens``. Recorded log-probs are those
+    of the temperature-scaled distribution before top-p, as ``completion_logprobs`` recomputes them.
+    """
+    was_training = model.training
+    model.eval()
+    prompt_ids = tokenizer.encode_batch(prompts)
+    start = pack(prompt_ids, [[] for _ in prompts], tokenizer.pad_token_id)
+    b, p = len(prompts), start.prompt_width
+    ids, mask = start.input_ids[:, :p], start.attention_mask[:, :p]
+    cache = model.new_cache(b, p + max_new_tokens)
+    logits = model(ids, mask, cache)[:, -1].float()
+    out = torch.full((b, max_new_tokens), tokenizer.pad_token_id, dtype=torch.long)
+    out_logp = torch.zeros((b, max_new_tokens))
+    lengths = torch.zeros(b, dtype=torch.long)
+    active = torch.ones(b, dtype=torch.bool)
+    for step in range(max_new_tokens):
+        scaled = logits / (temperature if temperature > 0 else 1.0)
+        if temperature > 0:
+            probs = top_p_filter(scaled, top_p).softmax(-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        else:
+            token = scaled.argmax(-1)
+        logp = F.log_softmax(scaled, -1).gather(-1, token[:, None]).squeeze(-1)
+        token = torch.where(active, token, tokenizer.pad_token_id)
+        out[:, step] = token
+        out_logp[:, step] = torch.where(active, logp, 0.0)
+        lengths += active.long()
+        done = token == tokenizer.eos_token_id
+        if stop:
+            rows = active.nonzero().squeeze(-1).tolist()
+            lo = max(0, step + 1 - STOP_TAIL_TOKENS)
+            tails = tokenizer.decode_batch(out[rows, lo:step + 1].tolist())
+            for row, tail in zip(rows, tails):
+                done[row] |= any(s in tail for s in stop)
+        active &= ~done
+        if not active.any() or step + 1 == max_new_tokens:
+            break
+        mask = torch.cat([mask, active[:, None].long()], dim=1)
+        logits = model(token[:, None], mask, cache)[:, -1].float()
+    width = int(lengths.max())
+    completions = [out[i, :lengths[i]].tolist() for i in range(b)]
+    batch = pack(prompt_ids, completions, tokenizer.pad_token_id)
+    texts = tokenizer.decode_batch(completions)
+    model.train(was_training)
+    return Rollout(batch=batch, logprobs=out_logp[:, :max(1, width)], texts=texts,
+                   lengths=lengths.tolist(), truncated=active.tolist())

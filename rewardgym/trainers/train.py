@@ -1,0 +1,249 @@
+"""The GRPO training loop, from rollout to optimizer step, in one file.
+
+    policy (built + SFT cold start, or loaded)           -> run_dir/start/
+    for each step:
+      vector env.reset(seed = one seed per group, repeated G times)  -> prompts
+      sample G completions per prompt, log-probs recorded            -> Rollout
+      vector env.step(completions)                                   -> rewards, verdicts
+      (+ overlong shaping) -> group advantages -> drop zero-variance groups
+      mu passes of minibatch optimizer steps on the clipped loss (+ beta * KL)
+      metrics -> run_dir/metrics.jsonl; every N steps an atomic checkpoint
+    held-out greedy accuracy before and after; run_dir/curves.png
+
+Environments are reached only through ``rewardgym.make_vec`` and the Gymnasium vector API.
+Task seeds come from the step number (the data cursor) and sampling uses a generator seeded by
+(seed, step), so a CPU run resumed from any checkpoint ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import rewardgym
+
+from . import grpo
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
+from .config import ModelOptions, TrainConfig, to_dict
+from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
+from .rollout import Rollout, completion_logprobs, sample
+from .sft import load_pairs, reference_pairs, run_sft
+
+# Disjoint seed ranges: GRPO training tasks count up from 0; SFT and evaluation use their own.
+SFT_SEEDS = 10_000_000
+EVAL_SEEDS = 20_000_000
+STOP = ("</answer>",)
+
+
+@dataclass
+class Scored:
+    rollout: Rollout
+    rewards: np.ndarray
+    correct: np.ndarray
+    components: dict[str, np.ndarray]
+    seconds_generate: float
+    seconds_verify: float
+
+
+def rollout_and_score(envs: Any, seeds: list[int], policy: DecoderLM, tokenizer: Tokenizer, *,
+                      max_new_tokens: int, temperature: float, top_p: float = 1.0,
+                      generator: torch.Generator | None = None) -> Scored:
+    """Reset every sub-env with its seed, sample one completion per prompt, step to score them."""
+    prompts, _ = envs.reset(seed=seeds)
+    start = time.perf_counter()
+    rollout = sample(policy, tokenizer, list(prompts), max_new_tokens=max_new_tokens, temperature=temperature,
+                     top_p=top_p, stop=STOP, generator=generator)
+    middle = time.perf_counter()
+    _, rewards, _, _, info = envs.step(rollout.texts)
+    end = time.perf_counter()
+    correct = np.array([bool(v.correct) for v in info["verdict"]])
+    components = {k: np.asarray(v, dtype=float) for k, v in info.get("reward_components", {}).items()
+                  if not k.startswith("_")}
+    return Scored(rollout, np.asarray(rewards, dtype=float), correct, components, middle - start, end - middle)
+
+
+def evaluate(policy: DecoderLM, tokenizer: Tokenizer, env_id: str, n: int, max_new_tokens: int) -> float:
+    """Greedy accuracy on ``n`` held-out tasks (seeds EVAL_SEEDS...)."""
+    envs = rewardgym.make_vec(env_id, num_envs=n)
+    try:
+        scored = rollout_and_score(envs, list(range(EVAL_SEEDS, EVAL_SEEDS + n)), policy, tokenizer,
+                                   max_new_tokens=max_new_tokens, temperature=0.0)
+    finally:
+        envs.close()
+    return float(scored.correct.mean())
+
+
+def build_policy(cfg: ModelOptions, sft_data: str | None, sft_examples: int, sft_steps: int, sft_batch_size: int,
+                 sft_lr: float, log: Any) -> tuple[DecoderLM, Tokenizer]:
+    """Load ``cfg.model``, or build a tokenizer and tiny decoder from the cold-start texts; then SFT."""
+    pairs = None
+    if sft_steps > 0 or cfg.model is None:
+        pairs = load_pairs(sft_data) if sft_data else reference_pairs(cfg.env, range(SFT_SEEDS, SFT_SEEDS + sft_examples))
+    if cfg.model is not None:
+        policy, tokenizer = load_pretrained(cfg.model)
+        if tokenizer is None:
+            raise FileNotFoundError(f"{cfg.model}: no tokenizer.json beside the model")
+    else:
+        tokenizer = Tokenizer.train_bpe((text for pair in pairs for text in pair), vocab_size=cfg.vocab_size)
+        torch.manual_seed(cfg.seed)
+        policy = DecoderLM(ModelConfig(
+            vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    log(f"policy: {policy.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}")
+    if sft_steps > 0:
+        every = max(1, sft_steps // 10)
+        run_sft(policy, tokenizer, pairs, steps=sft_steps, batch_size=sft_batch_size, lr=sft_lr, seed=cfg.seed,
+                log=lambda s, loss: log(f"sft step {s + 1}/{sft_steps} loss {loss:.4f}")
+                if (s + 1) % every == 0 else None)
+    return policy, tokenizer
+
+
+def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None, optimizer: torch.optim.Optimizer,
+                rollout: Rollout, advantages: torch.Tensor, keep: torch.Tensor,
+                generator: torch.Generator) -> dict[str, float]:
+    """mu passes of minibatch optimizer steps over the kept rollouts; returns averaged statistics."""
+    rows = keep.nonzero().squeeze(-1)
+    if len(rows) == 0:
+        return {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0, "optimizer_steps": 0}
+    size = cfg.minibatch_size or len(rows)
+    totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0}
+    steps = 0
+    policy.train()
+    for chosen in grpo.minibatches(len(rows), size, cfg.mu, generator):
+        index = rows[chosen]
+        batch = rollout.batch.select(index)
+        logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True)
+        ref_logp = None
+        if reference is not None:
+            with torch.no_grad():
+                ref_logp, _ = completion_logprobs(reference, batch, temperature=cfg.temperature)
+        loss, stats = grpo.policy_loss(
+            logp, rollout.logprobs[index], advantages[index], batch.completion_mask, eps_low=cfg.eps_low,
+            eps_high=cfg.eps_high, ratio_level=cfg.ratio_level, aggregation=cfg.aggregation,
+            max_length=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        optimizer.step()
+        steps += 1
+        totals["loss"] += loss.item()
+        totals["kl"] += stats.kl
+        totals["clip_fraction"] += stats.clip_fraction
+        totals["entropy"] += float(grpo.aggregate(entropy, batch.completion_mask, "token_mean"))
+        totals["grad_norm"] += float(grad_norm)
+    return {**{k: v / steps for k, v in totals.items()}, "optimizer_steps": steps}
+
+
+def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
+    """Run (or resume) a training run in ``cfg.run_dir``; returns the summary also written to summary.json."""
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n", encoding="utf-8")
+
+    # -- the policy: resume, or reuse the saved start, or build it (with the SFT cold start) -----
+    checkpoint = latest_checkpoint(run_dir)
+    start_dir = run_dir / "start"
+    if checkpoint is None and not (start_dir / "config.json").is_file():
+        policy, tokenizer = build_policy(cfg, cfg.sft_data, cfg.sft_examples, cfg.sft_steps, cfg.sft_batch_size,
+                                         cfg.sft_lr, log)
+        save_pretrained(policy, tokenizer, start_dir)
+    start_policy, tokenizer = load_pretrained(start_dir)
+    reference = copy.deepcopy(start_policy).eval().requires_grad_(False) if cfg.beta > 0 else None
+    policy, first_step, state = start_policy, 0, None
+    if checkpoint is not None:
+        policy, tokenizer, state = load_checkpoint(checkpoint)
+        first_step = state["step"]
+        log(f"resuming from {checkpoint} at step {first_step}")
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        set_rng_states(state["rng"])
+    summary = _load_json(run_dir / "summary.json") if state is not None else {}
+    if "accuracy_start" not in summary:
+        summary["accuracy_start"] = evaluate(policy, tokenizer, cfg.env, cfg.eval_tasks, cfg.max_new_tokens)
+        log(f"held-out accuracy at start: {summary['accuracy_start']:.3f} ({cfg.eval_tasks} tasks, greedy)")
+        write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    metrics_path = run_dir / "metrics.jsonl"
+    _truncate_metrics(metrics_path, first_step)
+
+    # -- the loop -------------------------------------------------------------------------
+    group = cfg.group_size
+    envs = rewardgym.make_vec(cfg.env, num_envs=cfg.tasks_per_step * group)
+    try:
+        for step in range(first_step, cfg.steps):
+            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            first_task = step * cfg.tasks_per_step  # the data cursor
+            seeds = [first_task + t for t in range(cfg.tasks_per_step) for _ in range(group)]
+            scored = rollout_and_score(envs, seeds, policy, tokenizer, max_new_tokens=cfg.max_new_tokens,
+                                       temperature=cfg.temperature, top_p=cfg.top_p, generator=generator)
+            rollout = scored.rollout
+            lengths = torch.tensor(rollout.lengths)
+            rewards = torch.tensor(scored.rewards, dtype=torch.float32)
+            if cfg.overlong_buffer:
+                rewards = rewards + grpo.overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer,
+                                                          cfg.overlong_factor)
+            advantages = grpo.group_advantages(rewards, group, scale_std=cfg.scale_std)
+            keep = grpo.informative_groups(rewards, group) if cfg.filter_zero_variance else torch.ones(len(rewards), dtype=torch.bool)
+
+            started = time.perf_counter()
+            stats = grpo_update(cfg, policy, reference, optimizer, rollout, advantages, keep, generator)
+            seconds_train = time.perf_counter() - started
+
+            row = {
+                "step": step + 1,
+                "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
+                **{f"reward_{k}": float(v.mean()) for k, v in scored.components.items()},
+                "accuracy": float(scored.correct.mean()),
+                "response_length": float(lengths.float().mean()),
+                "truncated_fraction": float(np.mean(rollout.truncated)),
+                "groups_kept": int(keep.sum()) // group, **stats,
+                "tokens_per_s": float(lengths.sum()) / max(scored.seconds_generate, 1e-9),
+                "time_generate": scored.seconds_generate, "time_verify": scored.seconds_verify,
+                "time_train": seconds_train,
+            }
+            with metrics_path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+            log(f"step {step + 1}/{cfg.steps} reward {row['reward_mean']:.3f} acc {row['accuracy']:.3f} "
+                f"len {row['response_length']:.1f} kl {row['kl']:.4f} groups {row['groups_kept']}/{cfg.tasks_per_step} "
+                f"{scored.seconds_generate + scored.seconds_verify + seconds_train:.1f}s")
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                save_checkpoint(run_dir, step + 1, policy, tokenizer, optimizer, {"config": to_dict(cfg)},
+                                keep=cfg.keep_checkpoints)
+    finally:
+        envs.close()
+
+    summary["accuracy_end"] = evaluate(policy, tokenizer, cfg.env, cfg.eval_tasks, cfg.max_new_tokens)
+    summary.update(steps=cfg.steps, eval_tasks=cfg.eval_tasks, env=cfg.env, seed=cfg.seed)
+    log(f"held-out accuracy: {summary['accuracy_start']:.3f} at start -> {summary['accuracy_end']:.3f} after GRPO")
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if cfg.plot:
+        from .plot import plot_curves
+
+        where = plot_curves(metrics_path, run_dir / "curves.png")
+        log(f"curves: {where}" if where else "curves: skipped (install the `plot` extra for matplotlib)")
+    return summary
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _truncate_metrics(path: Path, first_step: int) -> None:
+    """Drop rows of steps after the checkpoint we resume from (they will be run again)."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= first_step]
+    write_atomic(path, "".join(row + "\n" for row in rows))
