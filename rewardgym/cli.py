@@ -1,4 +1,4 @@
-"""The ``rewardgym`` command: list, check, demo, new-env and serve."""
+"""The ``rewardgym`` command: list, check, demo, train, sft, new-env and serve."""
 
 from __future__ import annotations
 
@@ -90,6 +90,14 @@ def _new_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learner(args: argparse.Namespace) -> int:
+    try:
+        from .trainers import cli as trainers_cli
+    except ImportError as exc:
+        raise ImportError(f"the learner needs torch: pip install torch==2.13.0 && pip install -e '.[torch]' ({exc})") from exc
+    return (trainers_cli.train_main if args.command == "train" else trainers_cli.sft_main)(args.settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardgym", description=__doc__)
     parser.add_argument("--version", action="version", version=f"rewardgym {rewardgym.__version__}")
@@ -111,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=_demo)
 
+    for name, text in (("train", "SFT cold start then GRPO (no arguments: the embedded countdown example)"),
+                       ("sft", "fine-tune on (prompt, completion) pairs")):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("settings", nargs=argparse.REMAINDER, help="[--config FILE.yaml] [key=value ...]; --help lists them")
+        p.set_defaults(func=_learner)
+
     p = sub.add_parser("new-env", help="scaffold a new environment (module, verifier, registry entry, examples)")
     p.add_argument("name", help="CamelCase name, e.g. WordSort -> rewardgym/WordSort-v0")
     p.add_argument("--root", default=".", help="repository root holding the rewardgym package")
@@ -127,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["train"], ["sft"]):  # the learner parses its own settings, --help included
+        args = argparse.Namespace(command=argv[0], settings=argv[1:], func=_learner)
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (RegistryError, ValueError, ImportError, FileNotFoundError, gym.error.Error) as exc:
