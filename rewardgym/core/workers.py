@@ -81,6 +81,11 @@ def _worker_main(conn: Connection, initializer: Callable[..., Any] | None, inita
             conn.send((ERROR, f"result could not be sent back: {type(exc).__name__}: {exc}"[:2000]))
 
 
+class WorkerStartError(RuntimeError):
+    """A worker could not start (its initializer failed, or the interpreter cannot launch
+    processes); raised, not returned, because no call can succeed until it is fixed."""
+
+
 class _Worker:
     """One process and the parent's end of its pipe."""
 
@@ -168,10 +173,9 @@ class WorkerPool:
 
     # -- public API ---------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Result:
-        """Run ``fn(*args)`` on a worker; the result within ``timeout`` seconds of it starting there."""
+        """Run ``fn(*args)`` on a worker; the result within ``timeout`` seconds of it starting there.
+        Raises WorkerStartError when no worker can be started, RuntimeError after close()."""
         worker = self._acquire()
-        if isinstance(worker, Result):
-            return worker
         healthy = False
         try:
             try:
@@ -230,7 +234,7 @@ class WorkerPool:
                 self._executor = ThreadPoolExecutor(self.num_workers, thread_name_prefix="rewardgym-pool")
             return self._executor
 
-    def _acquire(self) -> _Worker | Result:
+    def _acquire(self) -> _Worker:
         with self._cond:
             while True:
                 if self._closed:
@@ -247,7 +251,7 @@ class WorkerPool:
         if problem is None:
             return worker
         self._release(worker, healthy=False)
-        return Result(ERROR, error=problem)
+        raise WorkerStartError(f"WorkerPool: {problem}")
 
     def _release(self, worker: _Worker, healthy: bool) -> None:
         if not healthy:
