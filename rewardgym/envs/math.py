@@ -61,7 +61,8 @@ class MathEnv(TextEnv):
       question_field: record field with the problem text (default: the first of problem, question, prompt).
       answer_field: record field with the answer (default: the first of answer, solution).
       answer_format: how to read the gold answer from that field: ``plain`` (as is), ``gsm8k``
-        (the number after ``####``), ``boxed`` (the last ``\\boxed{}``), ``auto`` (by content).
+        (the number after ``####``), ``boxed`` (the last ``\\boxed{}``), ``auto`` (by content;
+        the default unless a subclass's ``defaults`` say otherwise).
       id_field: record field with a stable id (default: the record's position).
       name: prefix of task ids and name used in messages.
       limit: keep only the first ``limit`` records.
@@ -75,12 +76,13 @@ class MathEnv(TextEnv):
     defaults: dict[str, Any] = {}
 
     def __init__(self, *, data: Any = None, question_field: str | None = None, answer_field: str | None = None,
-                 answer_format: str = "auto", id_field: str | None = None, name: str | None = None,
+                 answer_format: str | None = None, id_field: str | None = None, name: str | None = None,
                  limit: int | None = None, **base: Any):
         super().__init__(**base)
         self.name = name or self.name
         if data is None:
             raise DataRequired(f"{type(self).__name__} ({self.name}) needs data: {self.data_hint}")
+        answer_format = answer_format or self.defaults.get("answer_format", "auto")
         if answer_format not in ANSWER_FORMATS:
             raise ValueError(f"{type(self).__name__}: answer_format must be one of {ANSWER_FORMATS}, "
                              f"got {answer_format!r}")
@@ -137,13 +139,10 @@ class GSM8KEnv(MathEnv):
     """GSM8K grade-school word problems; the gold answer is the number after ``####``."""
 
     name = "gsm8k"
-    defaults = {"question_field": "question", "answer_field": "answer"}
+    defaults = {"question_field": "question", "answer_field": "answer", "answer_format": "gsm8k"}
     data_hint = ("GSM8K test.jsonl from github.com/openai/grade-school-math (grade_school_math/data/test.jsonl): "
                  "data='path/to/test.jsonl'; or with `pip install datasets`: "
                  "data={'hf': 'openai/gsm8k', 'config': 'main', 'split': 'test'}")
-
-    def __init__(self, *, answer_format: str = "gsm8k", **kwargs: Any):
-        super().__init__(answer_format=answer_format, **kwargs)
 
 
 class MATH500Env(MathEnv):
@@ -160,13 +159,10 @@ class AIMEEnv(MathEnv):
     """AIME problems; answers are integers 0-999."""
 
     name = "aime"
-    defaults = {"question_field": "problem", "answer_field": "answer", "id_field": "id"}
+    defaults = {"question_field": "problem", "answer_field": "answer", "id_field": "id", "answer_format": "plain"}
     data_hint = ("AIME jsonl with problem and answer fields, e.g. evaluation/data/aime24/test.jsonl from "
                  "github.com/QwenLM/Qwen2.5-Math: data='path/to/test.jsonl'; or with `pip install datasets`: "
                  "data={'hf': 'HuggingFaceH4/aime_2024', 'split': 'train'}")
-
-    def __init__(self, *, answer_format: str = "plain", **kwargs: Any):
-        super().__init__(answer_format=answer_format, **kwargs)
 
 
 class ProceduralMathEnv(TextEnv):

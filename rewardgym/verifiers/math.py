@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
 from functools import lru_cache
+from collections.abc import Sequence
 from typing import Any
 
 from ..core.answer import extract_answer
 from ..core.types import FORMAT_ERROR, RUNTIME_ERROR, TIMEOUT, WRONG_ANSWER, Task, Verdict
 from ..core.verifier import Verifier
-from ..core.workers import WorkerPool
+from ..core.workers import Result, WorkerPool
 
 #: Longest answer (after extraction) that is sent to sympy; longer ones are a format error.
 MAX_ANSWER_CHARS = 1_000
@@ -52,9 +54,21 @@ def _quiet() -> None:
     import math_verify  # noqa: F401
 
 
+#: LaTeX spaces between digit groups (``1\\,000``), which math-verify reads as a product.
+_DIGIT_GROUP_SPACE = re.compile(r"(?<=\d)(?:\\,|\\ |~|\\;)(?=\d{3}(?!\d))")
+
+
+def normalise(text: str) -> str:
+    """The small clean-ups math-verify does not do: a sentence's final period (``5.``) and
+    thin spaces between digit groups."""
+    text = _DIGIT_GROUP_SPACE.sub("", text.strip())
+    return text[:-1].rstrip() if text.endswith(".") and len(text) > 1 else text
+
+
 @lru_cache(maxsize=4096)
 def _parse(text: str) -> list[Any]:
     from math_verify import parse
+    text = normalise(text)
     boxed = text if "\\boxed" in text else "\\boxed{" + text + "}"
     return parse(boxed, parsing_timeout=None)
 
@@ -134,28 +148,43 @@ class MathVerifier(Verifier):
         self.cache = _LRU(cache_size)
 
     def verify(self, completion: str, task: Task) -> Verdict:
+        return self.verify_batch([completion], [task])[0]
+
+    def verify_batch(self, completions: Sequence[str], tasks: Sequence[Task]) -> list[Verdict]:
+        """Verdicts for many completions; the checks not in the cache run in parallel on the pool."""
+        if len(completions) != len(tasks):
+            raise ValueError(f"verify_batch: {len(completions)} completions but {len(tasks)} tasks")
+        verdicts: list[Verdict | tuple[str, str]] = [self._prepare(c, t) for c, t in zip(completions, tasks)]
+        todo = sorted({v for v in verdicts if isinstance(v, tuple) and self.cache.get(v) is None})
+        results = (self.pool or math_pool()).map(judge, todo, timeout=self.time_limit, star=True)
+        fresh = {key: self._verdict(result, key[1]) for key, result in zip(todo, results)}
+        for key, verdict in fresh.items():
+            self.cache.put(key, verdict)
+        return [v if isinstance(v, Verdict) else fresh.get(v) or self._cached(v) for v in verdicts]
+
+    def _prepare(self, completion: str, task: Task) -> Verdict | tuple[str, str]:
+        """A verdict decided without sympy, or the (gold, answer) pair to check."""
         found = extract_answer(self.clip(completion), boxed=True)
         if found.answer is None:
             return Verdict.wrong(found.reason, candidates=found.candidates)
-        return self.check(found.answer, task.answer)
-
-    def check(self, answer: str, gold: Any) -> Verdict:
-        """Judge an extracted answer against the gold answer."""
+        answer = found.answer
         if len(answer) > MAX_ANSWER_CHARS:
             return Verdict.wrong(FORMAT_ERROR, answer[:MAX_PARSED_CHARS],
                                  why=f"answer longer than {MAX_ANSWER_CHARS} characters")
         if not answer:
             return Verdict.wrong(FORMAT_ERROR, answer, why="empty answer")
-        key = (str(gold), answer)
-        cached = self.cache.get(key)
-        if cached is None:
-            cached = self._judge(*key)
-            self.cache.put(key, cached)
-        return cached
+        return str(task.answer), answer
 
-    def _judge(self, gold: str, answer: str) -> Verdict:
-        result = (self.pool or math_pool()).call(judge, gold, answer, timeout=self.time_limit)
-        if result.status == "timeout":
+    def _cached(self, key: tuple[str, str]) -> Verdict:
+        """The cached verdict of a pair, checked again if it fell out of the cache meanwhile."""
+        verdict = self.cache.get(key)
+        if verdict is None:
+            verdict = self._verdict((self.pool or math_pool()).call(judge, *key, timeout=self.time_limit), key[1])
+            self.cache.put(key, verdict)
+        return verdict
+
+    def _verdict(self, result: Result, answer: str) -> Verdict:
+        if result.status == TIMEOUT:
             return Verdict.wrong(TIMEOUT, answer[:MAX_PARSED_CHARS], why=f"check exceeded {self.time_limit:g} s")
         if not result.ok:
             return Verdict.wrong(RUNTIME_ERROR, answer[:MAX_PARSED_CHARS], why=result.status)
