@@ -11,12 +11,14 @@ the same answer is fine. Tags are case-sensitive and must be closed; an unclosed
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .types import AMBIGUOUS, NO_ANSWER, OK
 
-_OPEN, _CLOSE = "<answer>", "</answer>"
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE = re.compile(r"[{}]")
+_OPEN, _CLOSE = "<answer>", "</answer>"
 _TAGS = ("<think>", "</think>", _OPEN, _CLOSE)
 
 # Everything here is linear in the text length: completions can be megabytes of hostile text,
@@ -32,55 +34,70 @@ class Extraction:
     candidates: int = 0
 
 
-def _decide(found: list[str]) -> Extraction:
-    if not found:
+def _decide(found: Iterable[str], count: int) -> Extraction:
+    """The rule on ``count`` candidates, stopping at the second distinct one (so hostile text
+    with thousands of nested boxes is never copied out in full)."""
+    if not count:
         return Extraction(None, NO_ANSWER, 0)
-    distinct = {c.strip() for c in found}
-    if len(distinct) > 1:
-        return Extraction(None, AMBIGUOUS, len(found))
-    return Extraction(found[-1].strip(), OK, len(found))
+    first = last = None
+    for candidate in found:
+        last = candidate.strip()
+        if first is None:
+            first = last
+        elif last != first:
+            return Extraction(None, AMBIGUOUS, count)
+    return Extraction(last, OK, count)
+
+
+def _answer_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every ``<answer>`` block's content; linear time (a lazy regex is
+    quadratic on text with many unclosed tags)."""
+    spans, pos = [], 0
+    while (start := text.find("<answer>", pos)) >= 0:
+        end = text.find("</answer>", start + 8)
+        if end < 0:
+            break
+        spans.append((start + 8, end))
+        pos = end + 9
+    return spans
+
+
+def _boxed_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every ``\\boxed{...}`` content with balanced braces, in order of
+    appearance; one pass over the braces, so deep nesting stays linear."""
+    opens = {m.end() for m in _BOXED.finditer(text)}
+    if not opens:
+        return []
+    spans, stack, depth = [], [], 0
+    for brace in _BRACE.finditer(text):
+        if brace.group() == "{":
+            depth += 1
+            if brace.end() in opens:
+                stack.append((brace.end(), depth))
+        else:
+            if stack and stack[-1][1] == depth:
+                spans.append((stack.pop()[0], brace.start()))
+            depth -= 1
+    return sorted(spans)
 
 
 def answer_blocks(text: str) -> list[str]:
-    """Contents of each ``<answer>...</answer>``, pairing every opening tag with the next closing one."""
-    blocks, pos = [], 0
-    while (start := text.find(_OPEN, pos)) != -1:
-        end = text.find(_CLOSE, start + len(_OPEN))
-        if end == -1:
-            break
-        blocks.append(text[start + len(_OPEN):end])
-        pos = end + len(_CLOSE)
-    return blocks
-
-
-def _matching_braces(text: str) -> dict[int, int]:
-    """Index of each ``{`` -> index of its ``}``, for the braces that close."""
-    stack, pairs = [], {}
-    for i, c in enumerate(text):
-        if c == "{":
-            stack.append(i)
-        elif c == "}" and stack:
-            pairs[stack.pop()] = i
-    return pairs
+    return [text[a:b] for a, b in _answer_spans(text)]
 
 
 def boxed_contents(text: str) -> list[str]:
     """Contents of every ``\\boxed{...}`` with balanced braces, in order of appearance."""
-    matches = list(_BOXED.finditer(text))
-    if not matches:
-        return []
-    pairs = _matching_braces(text)
-    return [text[m.end():pairs[m.end() - 1]] for m in matches if m.end() - 1 in pairs]
+    return [text[a:b] for a, b in _boxed_spans(text)]
 
 
 def extract_answer(text: str, *, boxed: bool = False) -> Extraction:
     """Apply the shared rule; with ``boxed=True`` fall back to ``\\boxed{}`` (math)."""
     if not isinstance(text, str):
         return Extraction(None, NO_ANSWER)
-    found = answer_blocks(text)
-    if not found and boxed:
-        found = boxed_contents(text)
-    return _decide(found)
+    spans = _answer_spans(text)
+    if not spans and boxed:
+        spans = _boxed_spans(text)
+    return _decide((text[a:b] for a, b in spans), len(spans))
 
 
 def follows_r1_template(text: str, *, think_prefilled: bool = False) -> bool:

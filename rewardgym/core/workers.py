@@ -1,0 +1,282 @@
+"""A pool of killable worker processes: run a picklable function under a per-call deadline.
+
+Why: checks such as sympy simplification or running model-written code can hang in C code
+where no signal or thread can interrupt them. Each call here runs in a separate process; a
+worker past its deadline is killed (SIGKILL) and replaced, the call returns a ``timeout``
+result, and the pool keeps serving. The pool is safe to use from any thread.
+
+Workers start from a ``forkserver`` (``spawn`` where that is unavailable), never plain ``fork``,
+which is unsafe in a process that runs threads. ``preload`` names modules the fork server
+imports once, so replacing a killed worker costs a fork, not a fresh ``import sympy``.
+
+The deadline bounds the time a call runs on a worker; waiting for a free worker (when more
+callers than workers) and a fresh worker's start-up are not counted against it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import threading
+import traceback
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+OK = "ok"
+TIMEOUT = "timeout"
+ERROR = "error"
+CRASHED = "crashed"
+
+#: Seconds a new worker may take to start and run its initializer before the call fails.
+STARTUP_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a call came to: ``status`` is ok, timeout, error (the function raised) or crashed
+    (the worker died: a segfault, ``os._exit``, the memory limit). ``value`` holds the return
+    value when ok; ``error`` a one-line description otherwise."""
+
+    status: str
+    value: Any = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+def _worker_main(conn: Connection, initializer: Callable[..., Any] | None, initargs: tuple,
+                 memory_limit: int | None) -> None:
+    """Worker loop: receive ``(fn, args)``, send ``(status, value_or_error)``; exit on None."""
+    try:
+        if memory_limit:
+            import resource
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+        if initializer is not None:
+            initializer(*initargs)
+        conn.send(("ready", None))
+    except BaseException:  # noqa: BLE001 - report any start-up failure to the parent
+        conn.send((ERROR, "initializer failed: " + traceback.format_exc(limit=3)))
+        return
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        fn, args = job
+        try:
+            reply = (OK, fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - a failing function is a result, not a crash
+            reply = (ERROR, f"{type(exc).__name__}: {exc}"[:2000])
+        try:
+            conn.send(reply)
+        except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable return value
+            conn.send((ERROR, f"result could not be sent back: {type(exc).__name__}: {exc}"[:2000]))
+
+
+class WorkerStartError(RuntimeError):
+    """A worker could not start (its initializer failed, or the interpreter cannot launch
+    processes); raised, not returned, because no call can succeed until it is fixed."""
+
+
+class _Worker:
+    """One process and the parent's end of its pipe."""
+
+    def __init__(self, ctx: mp.context.BaseContext, initializer: Callable[..., Any] | None,
+                 initargs: tuple, memory_limit: int | None):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs, memory_limit),
+                                   daemon=True, name="rewardgym-worker")
+        self.process.start()
+        child.close()
+        self.ready = False
+
+    def wait_ready(self, timeout: float) -> str | None:
+        """None once the worker reported ready, else why it did not."""
+        if self.ready:
+            return None
+        try:
+            if not self.conn.poll(timeout):
+                return f"worker did not start within {timeout:g} s"
+            status, message = self.conn.recv()
+        except (EOFError, OSError):
+            return "worker exited during start-up"
+        if status != "ready":
+            return message
+        self.ready = True
+        return None
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        """Ask politely, then kill."""
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(0.5)
+        self.kill()
+
+
+def _context(start_method: str | None) -> mp.context.BaseContext:
+    if start_method == "fork":
+        raise ValueError("WorkerPool: start_method 'fork' is unsafe with threads; use 'forkserver' or 'spawn'")
+    if start_method is None:
+        start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    return mp.get_context(start_method)
+
+
+class WorkerPool:
+    """``num_workers`` processes that run picklable functions with per-call deadlines.
+
+    Args:
+      num_workers: number of processes (default: CPU count).
+      initializer, initargs: run once in every new worker (e.g. import and warm up a library).
+      preload: modules the fork server imports before forking workers (forkserver only; the
+        fork server is shared by the whole interpreter, so this applies when it first starts).
+      memory_limit: address-space limit per worker in bytes (None: no limit); a worker that
+        exceeds it fails the call with ``error`` or ``crashed``, and is replaced.
+      start_method: ``forkserver`` (default where available) or ``spawn``.
+
+    Workers start lazily on first use. ``close()`` (or leaving a ``with`` block, or interpreter
+    exit) stops them all.
+    """
+
+    def __init__(self, num_workers: int | None = None, *, initializer: Callable[..., Any] | None = None,
+                 initargs: Sequence[Any] = (), preload: Sequence[str] = (), memory_limit: int | None = None,
+                 start_method: str | None = None):
+        self.num_workers = num_workers or os.cpu_count() or 1
+        if self.num_workers < 1:
+            raise ValueError(f"WorkerPool: num_workers must be >= 1, got {num_workers}")
+        self._ctx = _context(start_method)
+        if preload and self._ctx.get_start_method() == "forkserver":
+            self._ctx.set_forkserver_preload(list(preload))
+        self._spawn_args = (initializer, tuple(initargs), memory_limit)
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._executor: ThreadPoolExecutor | None = None
+        # Runs on close(), on garbage collection and at interpreter exit, whichever comes first.
+        self._finalizer = weakref.finalize(self, WorkerPool._shutdown, self._all, self._cond)
+
+    # -- public API ---------------------------------------------------------------------
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Result:
+        """Run ``fn(*args)`` on a worker; the result within ``timeout`` seconds of it starting there.
+        Raises WorkerStartError when no worker can be started, RuntimeError after close()."""
+        worker = self._acquire()
+        healthy = False
+        try:
+            try:
+                worker.conn.send((fn, args))
+            except Exception as exc:  # noqa: BLE001 - unpicklable function or arguments
+                healthy = worker.process.is_alive()
+                return Result(ERROR, error=f"could not send the call: {type(exc).__name__}: {exc}")
+            if not worker.conn.poll(timeout):
+                return Result(TIMEOUT, error=f"no result within {timeout:g} s; worker killed")
+            try:
+                status, value = worker.conn.recv()
+            except (EOFError, OSError):
+                return Result(CRASHED, error=_exit_description(worker))
+            healthy = True
+            return Result(OK, value) if status == OK else Result(ERROR, error=value)
+        finally:
+            self._release(worker, healthy)
+
+    def map(self, fn: Callable[..., Any], items: Iterable[Any], *, timeout: float,
+            star: bool = False) -> list[Result]:
+        """``call(fn, item)`` for every item, in parallel over the workers; results in order.
+        With ``star=True`` each item is a tuple of arguments."""
+        calls = [tuple(item) if star else (item,) for item in items]
+        if len(calls) <= 1:
+            return [self.call(fn, *args, timeout=timeout) for args in calls]
+        executor = self._thread_executor()
+        return list(executor.map(lambda args: self.call(fn, *args, timeout=timeout), calls))
+
+    def close(self) -> None:
+        """Stop every worker; later calls raise RuntimeError. Safe to call twice."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._finalizer()
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (for tests and monitoring)."""
+        with self._cond:
+            return sorted(w.process.pid for w in self._all if w.process.pid is not None)
+
+    # -- internals ----------------------------------------------------------------------
+    def _thread_executor(self) -> ThreadPoolExecutor:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("WorkerPool is closed")
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.num_workers, thread_name_prefix="rewardgym-pool")
+            return self._executor
+
+    def _acquire(self) -> _Worker:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise RuntimeError("WorkerPool is closed")
+                if self._idle:
+                    worker = self._idle.pop()
+                    break
+                if len(self._all) < self.num_workers:
+                    worker = _Worker(self._ctx, *self._spawn_args)
+                    self._all.add(worker)
+                    break
+                self._cond.wait()
+        problem = worker.wait_ready(STARTUP_TIMEOUT)
+        if problem is None:
+            return worker
+        self._release(worker, healthy=False)
+        raise WorkerStartError(f"WorkerPool: {problem}")
+
+    def _release(self, worker: _Worker, healthy: bool) -> None:
+        if not healthy:
+            worker.kill()
+        with self._cond:
+            if healthy and not self._closed:
+                self._idle.append(worker)
+            else:
+                self._all.discard(worker)
+                if healthy:
+                    worker.stop()
+            self._cond.notify()
+
+    @staticmethod
+    def _shutdown(workers: set[_Worker], cond: threading.Condition) -> None:
+        with cond:
+            doomed = list(workers)
+            workers.clear()
+        for worker in doomed:
+            worker.stop()
+
+
+def _exit_description(worker: _Worker) -> str:
+    worker.process.join(1)
+    code = worker.process.exitcode
+    if code is not None and code < 0:
+        return f"worker killed by signal {-code}"
+    return f"worker exited with code {code}"

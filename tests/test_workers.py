@@ -1,0 +1,181 @@
+"""The killable worker pool: deadlines, crashes, threads, ordering and clean shutdown.
+
+One module-scoped pool serves most tests (worker start-up is the slow part); tests that
+kill workers check the pool keeps serving afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from rewardgym.core.workers import CRASHED, ERROR, OK, TIMEOUT, WorkerPool
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def sleep_then(seconds: float, value: int) -> int:
+    time.sleep(seconds)
+    return value
+
+
+def forever() -> None:
+    while True:
+        time.sleep(1)
+
+
+def spin() -> None:
+    while True:
+        pass
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def exit_worker(code: int) -> None:
+    os._exit(code)
+
+
+def segfault() -> None:
+    import ctypes
+    ctypes.string_at(0)
+
+
+def unpicklable_result() -> object:
+    return threading.Lock()
+
+
+def whoami() -> int:
+    return os.getpid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); look at its state.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with WorkerPool(2) as p:
+        yield p
+
+
+def test_call_returns_value(pool):
+    result = pool.call(square, 7, timeout=10)
+    assert result.status == OK and result.ok and result.value == 49 and result.error == ""
+
+
+@pytest.mark.parametrize("fn", [forever, spin])
+def test_hanging_call_times_out_and_pool_keeps_serving(pool, fn):
+    before = set(pool.pids)
+    start = time.monotonic()
+    result = pool.call(fn, timeout=0.3)
+    elapsed = time.monotonic() - start
+    assert result.status == TIMEOUT and not result.ok
+    assert elapsed < 5, "a hanging call must come back soon after its deadline"
+    killed = before - set(pool.pids)
+    assert len(killed) <= 1
+    assert all(not _alive(pid) for pid in killed)
+    assert pool.call(square, 3, timeout=10).value == 9
+
+
+def test_exception_is_an_error_result_and_worker_survives(pool):
+    pool.call(square, 1, timeout=10)
+    result = pool.call(fail, "nope", timeout=10)
+    assert result.status == ERROR and result.error == "ValueError: nope"
+    assert pool.call(square, 4, timeout=10).value == 16
+
+
+@pytest.mark.parametrize("fn,args,why", [(exit_worker, (3,), "exited with code 3"),
+                                          (segfault, (), "killed by signal 11")])
+def test_dying_worker_is_replaced(pool, fn, args, why):
+    result = pool.call(fn, *args, timeout=10)
+    assert result.status == CRASHED and why in result.error
+    assert pool.call(square, 5, timeout=10).value == 25
+
+
+def test_unsendable_things_are_errors(pool):
+    assert pool.call(lambda: 1, timeout=10).status == ERROR  # a lambda does not pickle
+    result = pool.call(unpicklable_result, timeout=10)
+    assert result.status == ERROR and "could not be sent back" in result.error
+    assert pool.call(square, 6, timeout=10).value == 36
+
+
+def test_map_keeps_order_and_bounds_each_item(pool):
+    results = pool.map(sleep_then, [(0.2, 1), (60, 2), (0.0, 3), (0.1, 4)], timeout=1.0, star=True)
+    assert [r.status for r in results] == [OK, TIMEOUT, OK, OK]
+    assert [r.value for r in results] == [1, None, 3, 4]
+    assert [r.value for r in pool.map(square, range(12), timeout=10)] == [i * i for i in range(12)]
+
+
+def meet(folder: str, name: str, others: int) -> bool:
+    """Leave a mark and wait (up to 20 s) until ``others`` more marks exist: only items that
+    run at the same time can all see each other."""
+    open(os.path.join(folder, name), "w").close()
+    deadline = time.monotonic() + 20
+    while len(os.listdir(folder)) < others + 1:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_map_runs_items_at_the_same_time(pool, tmp_path):
+    results = pool.map(meet, [(str(tmp_path), "a", 1), (str(tmp_path), "b", 1)], timeout=30, star=True)
+    assert [r.value for r in results] == [True, True]
+
+
+def test_calls_from_many_threads(pool):
+    results: dict[int, int] = {}
+
+    def client(i: int) -> None:
+        if i == 3:
+            results[i] = pool.call(forever, timeout=0.3).status
+        else:
+            results[i] = pool.call(square, i, timeout=10).value
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {i: (TIMEOUT if i == 3 else i * i) for i in range(8)}
+
+
+def test_close_leaves_no_processes():
+    pool = WorkerPool(2)
+    pool.map(sleep_then, [(0.3, 0), (0.3, 0)], timeout=10, star=True)
+    pids = set(pool.pids)
+    assert len(pids) == 2
+    pool.close()
+    pool.close()  # twice is fine
+    assert not any(_alive(pid) for pid in pids)
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.call(square, 1, timeout=1)
+
+
+def test_context_manager_and_lazy_start():
+    with WorkerPool(1) as pool:
+        assert pool.pids == []  # nothing started yet
+        pid = pool.call(whoami, timeout=10).value
+        assert pid != os.getpid() and pool.pids == [pid]
+    assert not _alive(pid)
+
+
+def test_fork_is_refused():
+    with pytest.raises(ValueError, match="fork"):
+        WorkerPool(1, start_method="fork")
