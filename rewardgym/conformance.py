@@ -33,12 +33,13 @@ from gymnasium.utils.env_checker import check_env
 
 import rewardgym
 
-from .core import DataRequired, EnvEntry, Task, TextEnv, Verdict, Verifier, load_object
+from .core import DataRequired, EnvEntry, MissingExtra, Task, TextEnv, Verdict, Verifier, load_object
 
 EXAMPLES_DIR = Path(__file__).with_name("examples")
-SEEDS = range(5)
-#: Seconds of scheduling slack allowed over a verifier's own time limit.
-TIME_SLACK = 1.0
+TASKS = 5  # tasks (seeds 0..TASKS-1) each check draws; fewer for large sweeps
+#: Seconds of slack over a verifier's own time limit: scheduling, and a killable pool starting the
+#: replacement of a worker it just killed, on a loaded machine.
+TIME_SLACK = 2.0
 
 MALFORMED = ["", " ", "\n\n", "<answer>", "</answer>", "<answer></answer>", "<answer>   </answer>",
              "<think></think>", "answer: 42", "<answer>\x00\x01\x02</answer>", "\ufffd" * 50]
@@ -120,8 +121,8 @@ def _timed(verifier: Verifier, completion: str, task: Task) -> tuple[Verdict, fl
     return verdict, time.perf_counter() - start
 
 
-def _tasks(env: TextEnv) -> list[Task]:
-    return [env.generate(seed) for seed in SEEDS]
+def _tasks(env: TextEnv, n: int) -> list[Task]:
+    return [env.generate(seed) for seed in range(n)]
 
 
 def check_registry(entry: EnvEntry) -> str:
@@ -148,15 +149,22 @@ def check_examples(entry: EnvEntry, verifier: Verifier) -> str:
     return f"{len(examples)} examples"
 
 
-def check_reference(env: TextEnv) -> str:
-    for task in _tasks(env):
+class Skip(Exception):
+    """A check that does not apply to this env; reported as skipped with the reason."""
+
+
+def check_reference(env: TextEnv, entry: EnvEntry, tasks: int = TASKS) -> str:
+    for task in _tasks(env, tasks):
         completion = env.reference(task)
+        if completion is None and "no-reference" in entry.tags:
+            raise Skip("tagged no-reference: the source has no gold answers")
         if completion is None:
-            raise AssertionError(f"{type(env).__name__}.reference() returned None for {task.id}")
+            raise AssertionError(f"{type(env).__name__}.reference() returned None for {task.id} "
+                                 "(tag the registry entry no-reference if the task has no gold answer)")
         verdict = env.verifier.verify(completion, task)
         if not (verdict.correct and verdict.reward >= 1.0):
             raise AssertionError(f"reference for {task.id} scored {verdict.reward} ({verdict.reason} {verdict.details})")
-    return f"{len(SEEDS)} tasks"
+    return f"{tasks} tasks"
 
 
 def check_malformed(env: TextEnv) -> str:
@@ -170,6 +178,7 @@ def check_malformed(env: TextEnv) -> str:
 
 def check_adversarial(env: TextEnv) -> str:
     task, limit = env.generate(0), env.verifier.time_limit + TIME_SLACK
+    env.verifier.verify(env.reference(task) or "", task)  # warm-up: worker start-up is not the input's cost
     worst = 0.0
     for completion in ADVERSARIAL:
         verdict, took = _timed(env.verifier, completion, task)
@@ -181,11 +190,11 @@ def check_adversarial(env: TextEnv) -> str:
     return f"{len(ADVERSARIAL)} completions, slowest {worst:.3f}s"
 
 
-def digest(env_id: str, make_kwargs: dict[str, Any] | None = None) -> str:
+def digest(env_id: str, make_kwargs: dict[str, Any] | None = None, tasks: int = TASKS) -> str:
     """A hash of the tasks and of the verdicts on references and hostile completions."""
     env = rewardgym.make(env_id, **(make_kwargs or {})).unwrapped
     h = hashlib.sha256()
-    for task in _tasks(env):
+    for task in _tasks(env, tasks):
         h.update(task.fingerprint().encode())
         for completion in [env.reference(task) or "", *MALFORMED, *ADVERSARIAL[:5]]:
             verdict = env.verifier.verify(completion, task).to_dict()
@@ -193,12 +202,13 @@ def digest(env_id: str, make_kwargs: dict[str, Any] | None = None) -> str:
     return h.hexdigest()
 
 
-def digests_in_subprocess(env_ids: list[str], hash_seed: int, make_kwargs: dict[str, dict] | None = None) -> dict[str, str]:
+def digests_in_subprocess(env_ids: list[str], hash_seed: int, make_kwargs: dict[str, dict] | None = None,
+                          tasks: int = TASKS) -> dict[str, str]:
     """``digest`` of each id, computed in a fresh interpreter with the given PYTHONHASHSEED."""
     code = ("import json, sys; from rewardgym.conformance import digest; a = json.load(sys.stdin); "
-            "print(json.dumps({i: digest(i, a['kw'].get(i)) for i in a['ids']}))")
+            "print(json.dumps({i: digest(i, a['kw'].get(i), a['tasks']) for i in a['ids']}))")
     env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
-    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps({"ids": env_ids, "kw": make_kwargs or {}}),
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps({"ids": env_ids, "kw": make_kwargs or {}, "tasks": tasks}),
                           capture_output=True, text=True, env=env, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"determinism subprocess failed:\n{proc.stderr[-2000:]}")
@@ -208,22 +218,27 @@ def digests_in_subprocess(env_ids: list[str], hash_seed: int, make_kwargs: dict[
 def _attempt(env_id: str, name: str, fn: Callable[[], str]) -> CheckResult:
     try:
         return CheckResult(env_id, name, True, fn())
+    except Skip as skip:
+        return CheckResult(env_id, name, True, str(skip), skipped=True)
+    except MissingExtra as exc:
+        return CheckResult(env_id, name, True, f"skipped: {exc}", skipped=True)
     except Exception as exc:  # a failing check is a result, reported with its cause
         return CheckResult(env_id, name, False, f"{type(exc).__name__}: {exc}")
 
 
-def check_one(env_id: str, make_kwargs: dict[str, Any] | None = None) -> list[CheckResult]:
+def check_one(env_id: str, make_kwargs: dict[str, Any] | None = None, tasks: int = TASKS) -> list[CheckResult]:
     """Every in-process check of one environment."""
     entry = rewardgym.spec(env_id)
     results = [_attempt(entry.id, "registry", lambda: check_registry(entry))]
     if not results[0].ok:
         return results
-    verifier = load_object(entry.verifier)()
-    results.append(_attempt(entry.id, "examples", lambda: check_examples(entry, verifier)))
+    results.append(_attempt(entry.id, "examples", lambda: check_examples(entry, load_object(entry.verifier)())))
     try:
         env = rewardgym.make(entry.id, **(make_kwargs or {}))
     except DataRequired as exc:
         return results + [CheckResult(entry.id, "make", True, f"needs data: {exc}", skipped=True)]
+    except MissingExtra as exc:
+        return results + [CheckResult(entry.id, "make", True, f"skipped: {exc}", skipped=True)]
     except Exception as exc:
         return results + [CheckResult(entry.id, "make", False, f"{type(exc).__name__}: {exc}")]
     raw: TextEnv = env.unwrapped
@@ -233,7 +248,7 @@ def check_one(env_id: str, make_kwargs: dict[str, Any] | None = None) -> list[Ch
         check_env(raw, skip_render_check=False)
         return "gymnasium.utils.env_checker.check_env passed"
 
-    for name, fn in (("check_env", gym_check), ("reference", lambda: check_reference(raw)),
+    for name, fn in (("check_env", gym_check), ("reference", lambda: check_reference(raw, entry, tasks)),
                      ("malformed", lambda: check_malformed(raw)), ("adversarial", lambda: check_adversarial(raw))):
         results.append(_attempt(entry.id, name, fn))
     env.close()
@@ -252,10 +267,10 @@ def run(env_ids: Iterable[str] | None = None, *, make_kwargs: dict[str, dict] | 
     return results
 
 
-def determinism_results(ids: list[str], make_kwargs: dict[str, dict] | None = None) -> list[CheckResult]:
+def determinism_results(ids: list[str], make_kwargs: dict[str, dict] | None = None, tasks: int = TASKS) -> list[CheckResult]:
     if not ids:
         return []
-    first, second = digests_in_subprocess(ids, 0, make_kwargs), digests_in_subprocess(ids, 4242, make_kwargs)
+    first, second = (digests_in_subprocess(ids, seed, make_kwargs, tasks) for seed in (0, 4242))
     return [CheckResult(i, "determinism", first[i] == second[i],
                         "identical across PYTHONHASHSEED=0 and 4242" if first[i] == second[i]
                         else "tasks or verdicts differ between processes with different PYTHONHASHSEED")

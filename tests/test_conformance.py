@@ -10,7 +10,8 @@ from rewardgym.core import Task, Verdict
 
 from .conftest import dataset_kwargs
 
-IDS = [e.id for e in rewardgym.list_envs()]
+IDS = [e.id for e in rewardgym.list_envs() if "reasoning-gym" not in e.tags]
+BRIDGED = [e.id for e in rewardgym.list_envs(tag="reasoning-gym") if "known-broken" not in e.tags]
 KWARGS = dataset_kwargs()
 
 
@@ -27,6 +28,15 @@ def test_determinism_across_hash_seeds() -> None:
     ids = [i for i in IDS if i in KWARGS or not rewardgym.spec(i).data]
     results = conformance.determinism_results(ids, KWARGS)
     assert [r.env_id for r in results if not r.ok] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", BRIDGED)
+def test_reasoning_gym_bridge_conformance(env_id: str) -> None:
+    pytest.importorskip("reasoning_gym")
+    results = conformance.check_one(env_id, tasks=2)
+    failures = [f"{r.check}: {r.message}" for r in results if not r.ok]
+    assert not failures, "\n".join(failures)
 
 
 def test_missing_examples_say_what_to_add(tmp_path, monkeypatch) -> None:

@@ -26,6 +26,10 @@ class DataRequired(ValueError):
     """A dataset-backed env was made without its data; the message says where to get it."""
 
 
+class MissingExtra(ImportError):
+    """An env needs an optional package; the message names the pip extra that installs it."""
+
+
 class UnicodeText(spaces.Text):
     """A Text space that holds any string up to ``max_length`` characters.
 

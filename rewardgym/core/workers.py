@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import threading
 import traceback
 import weakref
@@ -86,6 +87,31 @@ class WorkerStartError(RuntimeError):
     processes); raised, not returned, because no call can succeed until it is fixed."""
 
 
+_MAIN_LOCK = threading.Lock()
+
+
+def _start_without_main(process: mp.process.BaseProcess) -> None:
+    """Start a forkserver/spawn child without re-running the caller's ``__main__``.
+
+    multiprocessing re-imports the main script in such children, so a user's script that calls a
+    verifier at top level (no ``if __name__ == "__main__":`` guard) would run again in every
+    worker and fail. Workers only ever run rewardgym functions, so the main module's file and
+    spec are hidden while the child is prepared.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        return process.start()
+    with _MAIN_LOCK:
+        saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+        main.__dict__.pop("__file__", None)
+        main.__spec__ = None
+        try:
+            process.start()
+        finally:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
 class _Worker:
     """One process and the parent's end of its pipe."""
 
@@ -94,7 +120,7 @@ class _Worker:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs, memory_limit),
                                    daemon=True, name="rewardgym-worker")
-        self.process.start()
+        _start_without_main(self.process)
         child.close()
         self.ready = False
 
@@ -149,8 +175,8 @@ class WorkerPool:
         exceeds it fails the call with ``error`` or ``crashed``, and is replaced.
       start_method: ``forkserver`` (default where available) or ``spawn``.
 
-    Workers start lazily on first use. ``close()`` (or leaving a ``with`` block, or interpreter
-    exit) stops them all.
+    All workers start on first use, so a warm spare serves the next call while a killed one is
+    replaced. ``close()`` (or leaving a ``with`` block, or interpreter exit) stops them all.
     """
 
     def __init__(self, num_workers: int | None = None, *, initializer: Callable[..., Any] | None = None,
@@ -239,8 +265,16 @@ class WorkerPool:
             while True:
                 if self._closed:
                     raise RuntimeError("WorkerPool is closed")
+                if not self._all:  # first use: start every worker, so a spare is warm when one is killed
+                    for _ in range(self.num_workers):
+                        spare = _Worker(self._ctx, *self._spawn_args)
+                        self._all.add(spare)
+                        self._idle.append(spare)
                 if self._idle:
-                    worker = self._idle.pop()
+                    # Prefer a worker that has finished starting (or failed to: it reports why).
+                    started = [w for w in self._idle if w.ready or w.conn.poll(0)]
+                    worker = started[-1] if started else self._idle[-1]
+                    self._idle.remove(worker)
                     break
                 if len(self._all) < self.num_workers:
                     worker = _Worker(self._ctx, *self._spawn_args)
@@ -263,6 +297,12 @@ class WorkerPool:
                 self._all.discard(worker)
                 if healthy:
                     worker.stop()
+                elif worker.ready and not self._closed:
+                    # Replace a killed worker now, so its start-up overlaps the caller's next
+                    # work instead of delaying the next call.
+                    replacement = _Worker(self._ctx, *self._spawn_args)
+                    self._all.add(replacement)
+                    self._idle.append(replacement)
             self._cond.notify()
 
     @staticmethod
