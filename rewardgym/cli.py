@@ -54,6 +54,8 @@ def _check(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     """A scripted rollout: for each env, a reference completion and a bad one, with their verdicts."""
     for entry in rewardgym.list_envs():
+        if "reasoning-gym" in entry.tags:
+            continue  # the bridged catalogue is large; `rewardgym list --tag reasoning-gym` shows it
         try:
             env = rewardgym.make(entry.id)
         except DataRequired:
@@ -61,7 +63,7 @@ def _demo(args: argparse.Namespace) -> int:
             continue
         for label, completion in (("reference", None), ("no answer", "I think it is 42.")):
             prompt, info = env.reset(seed=args.seed)
-            completion = completion or env.unwrapped.reference(info["task"])
+            completion = completion or env.unwrapped.reference(info["task"]) or ""
             _, reward, _, _, info = env.step(completion)
             if label == "reference":
                 question = prompt.rsplit("User: ", 1)[-1].removesuffix("\nAssistant:")

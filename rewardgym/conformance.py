@@ -196,7 +196,7 @@ def digest(env_id: str, make_kwargs: dict[str, Any] | None = None, tasks: int = 
     h = hashlib.sha256()
     for task in _tasks(env, tasks):
         h.update(task.fingerprint().encode())
-        for completion in [env.reference(task) or "", *MALFORMED, *ADVERSARIAL[:5]]:
+        for completion in [env.reference(task) or "", *MALFORMED]:
             verdict = env.verifier.verify(completion, task).to_dict()
             h.update(json.dumps(verdict, sort_keys=True, default=repr).encode())
     return h.hexdigest()
