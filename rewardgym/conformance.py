@@ -202,17 +202,22 @@ def digest(env_id: str, make_kwargs: dict[str, Any] | None = None, tasks: int = 
     return h.hexdigest()
 
 
+MARK = "rewardgym-digests: "
+
+
 def digests_in_subprocess(env_ids: list[str], hash_seed: int, make_kwargs: dict[str, dict] | None = None,
                           tasks: int = TASKS) -> dict[str, str]:
     """``digest`` of each id, computed in a fresh interpreter with the given PYTHONHASHSEED."""
-    code = ("import json, sys; from rewardgym.conformance import digest; a = json.load(sys.stdin); "
-            "print(json.dumps({i: digest(i, a['kw'].get(i), a['tasks']) for i in a['ids']}))")
+    code = ("import json, sys; from rewardgym.conformance import MARK, digest; a = json.load(sys.stdin); "
+            "r = {i: digest(i, a['kw'].get(i), a['tasks']) for i in a['ids']}; print('\\n' + MARK + json.dumps(r))")
     env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
     proc = subprocess.run([sys.executable, "-c", code], input=json.dumps({"ids": env_ids, "kw": make_kwargs or {}, "tasks": tasks}),
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"determinism subprocess failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    # Environments may print; the result is the line that starts with the marker.
+    line = next(line for line in reversed(proc.stdout.splitlines()) if line.startswith(MARK))
+    return json.loads(line[len(MARK):])
 
 
 def _attempt(env_id: str, name: str, fn: Callable[[], str]) -> CheckResult:
