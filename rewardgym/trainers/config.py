@@ -89,6 +89,12 @@ class TrainConfig(ModelOptions):
     eval_tasks: int = 64
     plot: bool = True
 
+    def cold_start(self) -> SFTConfig:
+        """The SFT stage's settings (``sft_*`` fields) as an SFTConfig."""
+        shared = {f.name: getattr(self, f.name) for f in fields(ModelOptions)}
+        return SFTConfig(**shared, data=self.sft_data, examples=self.sft_examples, steps=self.sft_steps,
+                         batch_size=self.sft_batch_size, lr=self.sft_lr)
+
     def __post_init__(self) -> None:
         problems = []
         if self.aggregation not in AGGREGATIONS:

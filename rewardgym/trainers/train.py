@@ -17,7 +17,6 @@ Task seeds come from the step number (the data cursor) and sampling uses a gener
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import time
@@ -32,7 +31,7 @@ import rewardgym
 
 from . import grpo
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
-from .config import ModelOptions, TrainConfig, to_dict
+from .config import SFTConfig, TrainConfig, to_dict
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
 from .rollout import Rollout, completion_logprobs, sample
 from .sft import load_pairs, reference_pairs, run_sft
@@ -81,12 +80,11 @@ def evaluate(policy: DecoderLM, tokenizer: Tokenizer, env_id: str, n: int, max_n
     return float(scored.correct.mean())
 
 
-def build_policy(cfg: ModelOptions, sft_data: str | None, sft_examples: int, sft_steps: int, sft_batch_size: int,
-                 sft_lr: float, log: Any) -> tuple[DecoderLM, Tokenizer]:
-    """Load ``cfg.model``, or build a tokenizer and tiny decoder from the cold-start texts; then SFT."""
+def build_policy(cfg: SFTConfig, log: Any) -> tuple[DecoderLM, Tokenizer]:
+    """Load ``cfg.model``, or build a tokenizer and tiny decoder from the SFT texts; then SFT."""
     pairs = None
-    if sft_steps > 0 or cfg.model is None:
-        pairs = load_pairs(sft_data) if sft_data else reference_pairs(cfg.env, range(SFT_SEEDS, SFT_SEEDS + sft_examples))
+    if cfg.steps > 0 or cfg.model is None:
+        pairs = load_pairs(cfg.data) if cfg.data else reference_pairs(cfg.env, range(SFT_SEEDS, SFT_SEEDS + cfg.examples))
     if cfg.model is not None:
         policy, tokenizer = load_pretrained(cfg.model)
         if tokenizer is None:
@@ -99,10 +97,10 @@ def build_policy(cfg: ModelOptions, sft_data: str | None, sft_examples: int, sft
             num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
     log(f"policy: {policy.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}")
-    if sft_steps > 0:
-        every = max(1, sft_steps // 10)
-        run_sft(policy, tokenizer, pairs, steps=sft_steps, batch_size=sft_batch_size, lr=sft_lr, seed=cfg.seed,
-                log=lambda s, loss: log(f"sft step {s + 1}/{sft_steps} loss {loss:.4f}")
+    if cfg.steps > 0:
+        every = max(1, cfg.steps // 10)
+        run_sft(policy, tokenizer, pairs, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                log=lambda s, loss: log(f"sft step {s + 1}/{cfg.steps} loss {loss:.4f}")
                 if (s + 1) % every == 0 else None)
     return policy, tokenizer
 
@@ -156,16 +154,17 @@ def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
     checkpoint = latest_checkpoint(run_dir)
     start_dir = run_dir / "start"
     if checkpoint is None and not (start_dir / "config.json").is_file():
-        policy, tokenizer = build_policy(cfg, cfg.sft_data, cfg.sft_examples, cfg.sft_steps, cfg.sft_batch_size,
-                                         cfg.sft_lr, log)
-        save_pretrained(policy, tokenizer, start_dir)
-    start_policy, tokenizer = load_pretrained(start_dir)
-    reference = copy.deepcopy(start_policy).eval().requires_grad_(False) if cfg.beta > 0 else None
-    policy, first_step, state = start_policy, 0, None
+        save_pretrained(*build_policy(cfg.cold_start(), log), start_dir)
+    first_step, state = 0, None
     if checkpoint is not None:
         policy, tokenizer, state = load_checkpoint(checkpoint)
         first_step = state["step"]
         log(f"resuming from {checkpoint} at step {first_step}")
+    else:
+        policy, tokenizer = load_pretrained(start_dir)
+    reference = None
+    if cfg.beta > 0:  # the frozen start policy; with beta 0 no copy is kept
+        reference = load_pretrained(start_dir, with_tokenizer=False)[0].eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
