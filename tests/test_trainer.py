@@ -27,7 +27,8 @@ def tiny():
     pairs = reference_pairs(ENV, range(16))
     tok = Tokenizer.train_bpe((t for p in pairs for t in p), vocab_size=300)
     torch.manual_seed(0)
-    model = DecoderLM(ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1))
+    model = DecoderLM(ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
+                                  num_hidden_layers=1))
     return model, tok, pairs
 
 
@@ -44,7 +45,8 @@ def test_grpo_step_changes_parameters_and_lowers_the_surrogate_loss(tiny):
     policy = DecoderLM(base.config)
     policy.load_state_dict(base.state_dict())
     prompts = [p for p, _ in pairs[:2] for _ in range(4)]
-    rollout = sample(policy, tok, prompts, max_new_tokens=10, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    rollout = sample(policy, tok, prompts, max_new_tokens=10, temperature=1.0,
+                     generator=torch.Generator().manual_seed(0))
     rewards = torch.tensor([1.0, 0, 0, 1, 0, 1, 0, 0])
     advantages = grpo.group_advantages(rewards, 4)
     cfg = TrainConfig(lr=1e-2, mu=4, minibatch_size=0, eps_low=10, eps_high=10)  # no clipping: loss keeps falling
@@ -70,8 +72,8 @@ def test_zero_variance_batch_takes_no_step(tiny):
     policy, tok, pairs = tiny
     rollout = sample(policy, tok, [pairs[0][0]] * 4, max_new_tokens=4, temperature=1.0)
     optimizer = torch.optim.AdamW(policy.parameters())
-    stats = grpo_update(TrainConfig(), policy, None, optimizer, rollout, torch.zeros(4), torch.zeros(4, dtype=torch.bool),
-                        torch.Generator())
+    nothing = torch.zeros(4, dtype=torch.bool)
+    stats = grpo_update(TrainConfig(), policy, None, optimizer, rollout, torch.zeros(4), nothing, torch.Generator())
     assert stats["optimizer_steps"] == 0
 
 

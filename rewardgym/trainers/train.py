@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from .sft import load_pairs, reference_pairs, run_sft
 SFT_SEEDS = 10_000_000
 EVAL_SEEDS = 20_000_000
 STOP = ("</answer>",)
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -80,11 +82,12 @@ def evaluate(policy: DecoderLM, tokenizer: Tokenizer, env_id: str, n: int, max_n
     return float(scored.correct.mean())
 
 
-def build_policy(cfg: SFTConfig, log: Any) -> tuple[DecoderLM, Tokenizer]:
+def build_policy(cfg: SFTConfig, log: Log) -> tuple[DecoderLM, Tokenizer]:
     """Load ``cfg.model``, or build a tokenizer and tiny decoder from the SFT texts; then SFT."""
     pairs = None
     if cfg.steps > 0 or cfg.model is None:
-        pairs = load_pairs(cfg.data) if cfg.data else reference_pairs(cfg.env, range(SFT_SEEDS, SFT_SEEDS + cfg.examples))
+        seeds = range(SFT_SEEDS, SFT_SEEDS + cfg.examples)
+        pairs = load_pairs(cfg.data) if cfg.data else reference_pairs(cfg.env, seeds)
     if cfg.model is not None:
         policy, tokenizer = load_pretrained(cfg.model)
         if tokenizer is None:
@@ -141,7 +144,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     return {**{k: v / steps for k, v in totals.items()}, "optimizer_steps": steps}
 
 
-def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     """Run (or resume) a training run in ``cfg.run_dir``; returns the summary also written to summary.json."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     run_dir = Path(cfg.run_dir)
@@ -194,7 +197,9 @@ def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
                 rewards = rewards + grpo.overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer,
                                                           cfg.overlong_factor)
             advantages = grpo.group_advantages(rewards, group, scale_std=cfg.scale_std)
-            keep = grpo.informative_groups(rewards, group) if cfg.filter_zero_variance else torch.ones(len(rewards), dtype=torch.bool)
+            keep = torch.ones(len(rewards), dtype=torch.bool)
+            if cfg.filter_zero_variance:
+                keep = grpo.informative_groups(rewards, group)
 
             started = time.perf_counter()
             stats = grpo_update(cfg, policy, reference, optimizer, rollout, advantages, keep, generator)
