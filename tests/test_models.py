@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rewardgym.trainers.models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained  # noqa: E402
+from rewardgym.trainers.models.tokenizer import fixed_phrases  # noqa: E402
 from rewardgym.trainers.rollout import completion_logprobs, sample, top_p_filter  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -83,6 +84,16 @@ def test_tokenizer_splits_digits_and_round_trips():
     text = "<think>123 - 4 = 119</think>\n<answer>123 - 4</answer>"
     assert tok.decode(tok.encode(text)) == text
     assert all(len(tok.decode([i]).strip()) <= 1 for i in tok.encode("123") )
+
+
+def test_fixed_phrases_become_single_tokens():
+    prompts = ["Intro text. Q: 12 + 7? Answer:", "Intro text. Q: 3 + 4? Answer:"]
+    phrases = fixed_phrases(prompts)
+    assert phrases[:2] == ["Intro text. Q: ", "? Answer:"] and "</answer>" in phrases
+    tok = Tokenizer.train_bpe(prompts * 3, vocab_size=280, phrases=phrases)
+    ids = tok.encode(prompts[0])
+    assert len(ids) == 2 + len(tok.encode("12 + 7")) and tok.decode(ids) == prompts[0]
+    assert len(tok.encode("<answer>1</answer>")) == 3
 
 
 def test_bad_config_is_reported(tmp_path):

@@ -36,7 +36,7 @@ class ModelOptions:
     num_layers: int = 3
     num_heads: int = 4
     num_kv_heads: int = 2
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    threads: int = 1  # torch CPU threads (0 = torch default); a tiny model is fastest on one
 
 
 @dataclass
@@ -46,8 +46,8 @@ class SFTConfig(ModelOptions):
     run_dir: str = "runs/sft"
     data: str | None = None  # .jsonl / .parquet; null = the env's reference solutions
     examples: int = 2000  # embedded set size (reference solutions of seeds SFT_SEEDS...)
-    steps: int = 300
-    batch_size: int = 16
+    steps: int = 400
+    batch_size: int = 32
     lr: float = 3e-3
 
 
@@ -58,11 +58,11 @@ class TrainConfig(ModelOptions):
     # cold start (skipped when sft_steps is 0)
     sft_data: str | None = None
     sft_examples: int = 2000
-    sft_steps: int = 300
-    sft_batch_size: int = 16
+    sft_steps: int = 400
+    sft_batch_size: int = 32
     sft_lr: float = 3e-3
     # rollouts
-    steps: int = 30
+    steps: int = 40
     tasks_per_step: int = 8
     group_size: int = 8
     max_new_tokens: int = 40
@@ -86,7 +86,7 @@ class TrainConfig(ModelOptions):
     # bookkeeping
     checkpoint_every: int = 5
     keep_checkpoints: int = 2
-    eval_tasks: int = 64
+    eval_tasks: int = 128
     plot: bool = True
 
     def cold_start(self) -> SFTConfig:

@@ -34,6 +34,7 @@ from . import grpo
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
 from .config import SFTConfig, TrainConfig, to_dict
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
+from .models.tokenizer import fixed_phrases
 from .rollout import Rollout, completion_logprobs, sample
 from .sft import load_pairs, reference_pairs, run_sft
 
@@ -93,7 +94,8 @@ def build_policy(cfg: SFTConfig, log: Log) -> tuple[DecoderLM, Tokenizer]:
         if tokenizer is None:
             raise FileNotFoundError(f"{cfg.model}: no tokenizer.json beside the model")
     else:
-        tokenizer = Tokenizer.train_bpe((text for pair in pairs for text in pair), vocab_size=cfg.vocab_size)
+        tokenizer = Tokenizer.train_bpe((text for pair in pairs for text in pair), vocab_size=cfg.vocab_size,
+                                        phrases=fixed_phrases([prompt for prompt, _ in pairs]))
         torch.manual_seed(cfg.seed)
         policy = DecoderLM(ModelConfig(
             vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
