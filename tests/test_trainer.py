@@ -143,3 +143,14 @@ def test_config_from_yaml_with_overrides(tmp_path, capsys):
         parse_config(TrainConfig, ["aggregation=mean"])
     assert train_main(["bogus=1"]) == 2
     assert "unknown setting 'bogus'" in capsys.readouterr().err
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from rewardgym.trainers.plot import plot_curves
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": s, "reward_mean": s / 10, "accuracy": s / 20,
+                                           "response_length": 30 - s}) + "\n" for s in range(1, 6)))
+    out = plot_curves(metrics, tmp_path / "curves.png")
+    assert out is not None and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

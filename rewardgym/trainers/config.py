@@ -46,7 +46,7 @@ class SFTConfig(ModelOptions):
     run_dir: str = "runs/sft"
     data: str | None = None  # .jsonl / .parquet; null = the env's reference solutions
     examples: int = 2000  # embedded set size (reference solutions of seeds SFT_SEEDS...)
-    steps: int = 400
+    steps: int = 800
     batch_size: int = 32
     lr: float = 3e-3
 
@@ -58,18 +58,18 @@ class TrainConfig(ModelOptions):
     # cold start (skipped when sft_steps is 0)
     sft_data: str | None = None
     sft_examples: int = 2000
-    sft_steps: int = 400
+    sft_steps: int = 800
     sft_batch_size: int = 32
     sft_lr: float = 3e-3
     # rollouts
-    steps: int = 40
-    tasks_per_step: int = 8
+    steps: int = 60
+    tasks_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 40
     temperature: float = 1.0
     top_p: float = 1.0
     # GRPO
-    lr: float = 5e-4
+    lr: float = 1e-4
     mu: int = 1  # optimizer passes over each rollout batch
     minibatch_size: int = 0  # rollouts per optimizer step; 0 = the whole batch
     eps_low: float = 0.2
@@ -86,7 +86,7 @@ class TrainConfig(ModelOptions):
     # bookkeeping
     checkpoint_every: int = 5
     keep_checkpoints: int = 2
-    eval_tasks: int = 128
+    eval_tasks: int = 256
     plot: bool = True
 
     def cold_start(self) -> SFTConfig:
