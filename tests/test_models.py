@@ -54,6 +54,17 @@ def test_logits_match_transformers(tmp_path, family, extra):
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == family
 
 
+def test_sharded_checkpoint_loads(tmp_path):
+    ref = _hf_model("llama")
+    ref.save_pretrained(tmp_path, max_shard_size="20KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    ours, _ = load_pretrained(tmp_path)
+    ids, mask = _batch()
+    with torch.no_grad():
+        assert torch.allclose(ours(ids, mask)[mask.bool()], ref(input_ids=ids, attention_mask=mask).logits[mask.bool()],
+                              atol=1e-5)
+
+
 def test_transformers_loads_what_we_save(tmp_path):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)

@@ -62,7 +62,7 @@ class TrainConfig(ModelOptions):
     sft_batch_size: int = 32
     sft_lr: float = 3e-3
     # rollouts
-    steps: int = 60
+    steps: int = 120
     tasks_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 40
