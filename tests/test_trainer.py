@@ -141,6 +141,8 @@ def test_config_from_yaml_with_overrides(tmp_path, capsys):
         parse_config(TrainConfig, ["steps=many"])
     with pytest.raises(ValueError, match="aggregation 'mean' not one of"):
         parse_config(TrainConfig, ["aggregation=mean"])
+    with pytest.raises(ValueError, match="temperature > 0"):
+        parse_config(TrainConfig, ["temperature=0"])
     assert train_main(["bogus=1"]) == 2
     assert "unknown setting 'bogus'" in capsys.readouterr().err
 

@@ -106,6 +106,8 @@ class TrainConfig(ModelOptions):
         for name in ("steps", "tasks_per_step", "max_new_tokens", "mu", "checkpoint_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            problems.append(f"GRPO samples: need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
         if self.overlong_buffer > self.max_new_tokens:
             problems.append(f"overlong_buffer ({self.overlong_buffer}) exceeds max_new_tokens ({self.max_new_tokens})")
         if problems:
