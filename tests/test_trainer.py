@@ -92,13 +92,15 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert train_main([f"run_dir={full}", "steps=4", "beta=0.05", "mu=2", "minibatch_size=4", *TINY]) == 0
     assert train_main([f"run_dir={cut}", "steps=2", "beta=0.05", "mu=2", "minibatch_size=4", *TINY]) == 0
+    (cut / "checkpoints" / ".step-000003.partial").mkdir()  # a checkpoint being written when killed
     with (cut / "metrics.jsonl").open("a") as handle:  # a step that ran but was never checkpointed
         handle.write(json.dumps({"step": 3, "reward_mean": 99}) + "\n")
     assert train_main([f"run_dir={cut}", "steps=4", "beta=0.05", "mu=2", "minibatch_size=4", *TINY]) == 0
     a, b = _state(full), _state(cut)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _metrics(full) == _metrics(cut)
-    assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["latest", "step-000002", "step-000004"]
+    for run in (full, cut):
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-000002", "step-000004"]
     summary = json.loads((full / "summary.json").read_text())
     assert {"accuracy_start", "accuracy_end"} <= set(summary)
     assert all(r["optimizer_steps"] > 0 and r["kl"] > 0 for r in _metrics(full)[1:])
