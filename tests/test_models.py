@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rewardgym.trainers.models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained  # noqa: E402
+from rewardgym.trainers.models.tokenizer import fixed_phrases  # noqa: E402
 from rewardgym.trainers.rollout import completion_logprobs, sample, top_p_filter  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -53,6 +54,17 @@ def test_logits_match_transformers(tmp_path, family, extra):
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == family
 
 
+def test_sharded_checkpoint_loads(tmp_path):
+    ref = _hf_model("llama")
+    ref.save_pretrained(tmp_path, max_shard_size="20KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    ours, _ = load_pretrained(tmp_path)
+    ids, mask = _batch()
+    with torch.no_grad():
+        assert torch.allclose(ours(ids, mask)[mask.bool()], ref(input_ids=ids, attention_mask=mask).logits[mask.bool()],
+                              atol=1e-5)
+
+
 def test_transformers_loads_what_we_save(tmp_path):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
@@ -83,6 +95,16 @@ def test_tokenizer_splits_digits_and_round_trips():
     text = "<think>123 - 4 = 119</think>\n<answer>123 - 4</answer>"
     assert tok.decode(tok.encode(text)) == text
     assert all(len(tok.decode([i]).strip()) <= 1 for i in tok.encode("123") )
+
+
+def test_fixed_phrases_become_single_tokens():
+    prompts = ["Intro text. Q: 12 + 7? Answer:", "Intro text. Q: 3 + 4? Answer:"]
+    phrases = fixed_phrases(prompts)
+    assert phrases[:2] == ["Intro text. Q: ", "? Answer:"] and "</answer>" in phrases
+    tok = Tokenizer.train_bpe(prompts * 3, vocab_size=280, phrases=phrases)
+    ids = tok.encode(prompts[0])
+    assert len(ids) == 2 + len(tok.encode("12 + 7")) and tok.decode(ids) == prompts[0]
+    assert len(tok.encode("<answer>1</answer>")) == 3
 
 
 def test_bad_config_is_reported(tmp_path):

@@ -27,7 +27,8 @@ def tiny():
     pairs = reference_pairs(ENV, range(16))
     tok = Tokenizer.train_bpe((t for p in pairs for t in p), vocab_size=300)
     torch.manual_seed(0)
-    model = DecoderLM(ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1))
+    model = DecoderLM(ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
+                                  num_hidden_layers=1))
     return model, tok, pairs
 
 
@@ -44,7 +45,8 @@ def test_grpo_step_changes_parameters_and_lowers_the_surrogate_loss(tiny):
     policy = DecoderLM(base.config)
     policy.load_state_dict(base.state_dict())
     prompts = [p for p, _ in pairs[:2] for _ in range(4)]
-    rollout = sample(policy, tok, prompts, max_new_tokens=10, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    rollout = sample(policy, tok, prompts, max_new_tokens=10, temperature=1.0,
+                     generator=torch.Generator().manual_seed(0))
     rewards = torch.tensor([1.0, 0, 0, 1, 0, 1, 0, 0])
     advantages = grpo.group_advantages(rewards, 4)
     cfg = TrainConfig(lr=1e-2, mu=4, minibatch_size=0, eps_low=10, eps_high=10)  # no clipping: loss keeps falling
@@ -70,8 +72,8 @@ def test_zero_variance_batch_takes_no_step(tiny):
     policy, tok, pairs = tiny
     rollout = sample(policy, tok, [pairs[0][0]] * 4, max_new_tokens=4, temperature=1.0)
     optimizer = torch.optim.AdamW(policy.parameters())
-    stats = grpo_update(TrainConfig(), policy, None, optimizer, rollout, torch.zeros(4), torch.zeros(4, dtype=torch.bool),
-                        torch.Generator())
+    nothing = torch.zeros(4, dtype=torch.bool)
+    stats = grpo_update(TrainConfig(), policy, None, optimizer, rollout, torch.zeros(4), nothing, torch.Generator())
     assert stats["optimizer_steps"] == 0
 
 
@@ -90,13 +92,15 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert train_main([f"run_dir={full}", "steps=4", "beta=0.05", "mu=2", "minibatch_size=4", *TINY]) == 0
     assert train_main([f"run_dir={cut}", "steps=2", "beta=0.05", "mu=2", "minibatch_size=4", *TINY]) == 0
+    (cut / "checkpoints" / ".step-000003.partial").mkdir()  # a checkpoint being written when killed
     with (cut / "metrics.jsonl").open("a") as handle:  # a step that ran but was never checkpointed
         handle.write(json.dumps({"step": 3, "reward_mean": 99}) + "\n")
     assert train_main([f"run_dir={cut}", "steps=4", "beta=0.05", "mu=2", "minibatch_size=4", *TINY]) == 0
     a, b = _state(full), _state(cut)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _metrics(full) == _metrics(cut)
-    assert sorted(p.name for p in (full / "checkpoints").iterdir()) == ["latest", "step-000002", "step-000004"]
+    for run in (full, cut):
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-000002", "step-000004"]
     summary = json.loads((full / "summary.json").read_text())
     assert {"accuracy_start", "accuracy_end"} <= set(summary)
     assert all(r["optimizer_steps"] > 0 and r["kl"] > 0 for r in _metrics(full)[1:])
@@ -139,5 +143,18 @@ def test_config_from_yaml_with_overrides(tmp_path, capsys):
         parse_config(TrainConfig, ["steps=many"])
     with pytest.raises(ValueError, match="aggregation 'mean' not one of"):
         parse_config(TrainConfig, ["aggregation=mean"])
+    with pytest.raises(ValueError, match="temperature > 0"):
+        parse_config(TrainConfig, ["temperature=0"])
     assert train_main(["bogus=1"]) == 2
     assert "unknown setting 'bogus'" in capsys.readouterr().err
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    from rewardgym.trainers.plot import plot_curves
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"step": s, "reward_mean": s / 10, "accuracy": s / 20,
+                                           "response_length": 30 - s}) + "\n" for s in range(1, 6)))
+    out = plot_curves(metrics, tmp_path / "curves.png")
+    assert out is not None and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -57,6 +57,8 @@ def save_checkpoint(run_dir: Path, step: int, model: DecoderLM, tokenizer: Token
     """Write checkpoint ``step`` (completed steps) and point ``latest`` at it; keep the newest ``keep``."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    for debris in root.glob(".step-*"):  # left by a run killed while writing
+        shutil.rmtree(debris, ignore_errors=True)
     final = root / f"step-{step:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:

@@ -47,7 +47,7 @@ def sft_main(argv: list[str]) -> int:
 
     def body(cfg: SFTConfig) -> None:
         log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-        policy, tokenizer = build_policy(cfg, cfg.data, cfg.examples, cfg.steps, cfg.batch_size, cfg.lr, log)
+        policy, tokenizer = build_policy(cfg, log)
         out = save_pretrained(policy, tokenizer, Path(cfg.run_dir) / "model")
         log(f"saved {out}")
 

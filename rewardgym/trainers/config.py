@@ -36,7 +36,7 @@ class ModelOptions:
     num_layers: int = 3
     num_heads: int = 4
     num_kv_heads: int = 2
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    threads: int = 1  # torch CPU threads (0 = torch default); a tiny model is fastest on one
 
 
 @dataclass
@@ -46,8 +46,8 @@ class SFTConfig(ModelOptions):
     run_dir: str = "runs/sft"
     data: str | None = None  # .jsonl / .parquet; null = the env's reference solutions
     examples: int = 2000  # embedded set size (reference solutions of seeds SFT_SEEDS...)
-    steps: int = 300
-    batch_size: int = 16
+    steps: int = 800
+    batch_size: int = 32
     lr: float = 3e-3
 
 
@@ -58,18 +58,18 @@ class TrainConfig(ModelOptions):
     # cold start (skipped when sft_steps is 0)
     sft_data: str | None = None
     sft_examples: int = 2000
-    sft_steps: int = 300
-    sft_batch_size: int = 16
+    sft_steps: int = 800
+    sft_batch_size: int = 32
     sft_lr: float = 3e-3
     # rollouts
-    steps: int = 30
-    tasks_per_step: int = 8
+    steps: int = 120
+    tasks_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 40
     temperature: float = 1.0
     top_p: float = 1.0
     # GRPO
-    lr: float = 5e-4
+    lr: float = 1e-4
     mu: int = 1  # optimizer passes over each rollout batch
     minibatch_size: int = 0  # rollouts per optimizer step; 0 = the whole batch
     eps_low: float = 0.2
@@ -86,8 +86,14 @@ class TrainConfig(ModelOptions):
     # bookkeeping
     checkpoint_every: int = 5
     keep_checkpoints: int = 2
-    eval_tasks: int = 64
+    eval_tasks: int = 256
     plot: bool = True
+
+    def cold_start(self) -> SFTConfig:
+        """The SFT stage's settings (``sft_*`` fields) as an SFTConfig."""
+        shared = {f.name: getattr(self, f.name) for f in fields(ModelOptions)}
+        return SFTConfig(**shared, data=self.sft_data, examples=self.sft_examples, steps=self.sft_steps,
+                         batch_size=self.sft_batch_size, lr=self.sft_lr)
 
     def __post_init__(self) -> None:
         problems = []
@@ -100,6 +106,8 @@ class TrainConfig(ModelOptions):
         for name in ("steps", "tasks_per_step", "max_new_tokens", "mu", "checkpoint_every"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            problems.append(f"GRPO samples: need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
         if self.overlong_buffer > self.max_new_tokens:
             problems.append(f"overlong_buffer ({self.overlong_buffer}) exceeds max_new_tokens ({self.max_new_tokens})")
         if problems:

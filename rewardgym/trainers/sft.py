@@ -53,7 +53,7 @@ def load_pairs(path: str | Path) -> list[Pair]:
 
 
 def _pair(row: object, where: str) -> Pair:
-    if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not isinstance(row.get("completion"), str):
+    if not (isinstance(row, dict) and isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str)):
         raise ValueError(f"{where}: expected an object with string fields 'prompt' and 'completion'")
     return row["prompt"], row["completion"]
 

@@ -17,10 +17,10 @@ Task seeds come from the step number (the data cursor) and sampling uses a gener
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,9 @@ import rewardgym
 
 from . import grpo
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
-from .config import ModelOptions, TrainConfig, to_dict
+from .config import SFTConfig, TrainConfig, to_dict
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
+from .models.tokenizer import fixed_phrases
 from .rollout import Rollout, completion_logprobs, sample
 from .sft import load_pairs, reference_pairs, run_sft
 
@@ -41,6 +42,7 @@ from .sft import load_pairs, reference_pairs, run_sft
 SFT_SEEDS = 10_000_000
 EVAL_SEEDS = 20_000_000
 STOP = ("</answer>",)
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -81,28 +83,29 @@ def evaluate(policy: DecoderLM, tokenizer: Tokenizer, env_id: str, n: int, max_n
     return float(scored.correct.mean())
 
 
-def build_policy(cfg: ModelOptions, sft_data: str | None, sft_examples: int, sft_steps: int, sft_batch_size: int,
-                 sft_lr: float, log: Any) -> tuple[DecoderLM, Tokenizer]:
-    """Load ``cfg.model``, or build a tokenizer and tiny decoder from the cold-start texts; then SFT."""
+def build_policy(cfg: SFTConfig, log: Log) -> tuple[DecoderLM, Tokenizer]:
+    """Load ``cfg.model``, or build a tokenizer and tiny decoder from the SFT texts; then SFT."""
     pairs = None
-    if sft_steps > 0 or cfg.model is None:
-        pairs = load_pairs(sft_data) if sft_data else reference_pairs(cfg.env, range(SFT_SEEDS, SFT_SEEDS + sft_examples))
+    if cfg.steps > 0 or cfg.model is None:
+        seeds = range(SFT_SEEDS, SFT_SEEDS + cfg.examples)
+        pairs = load_pairs(cfg.data) if cfg.data else reference_pairs(cfg.env, seeds)
     if cfg.model is not None:
         policy, tokenizer = load_pretrained(cfg.model)
         if tokenizer is None:
             raise FileNotFoundError(f"{cfg.model}: no tokenizer.json beside the model")
     else:
-        tokenizer = Tokenizer.train_bpe((text for pair in pairs for text in pair), vocab_size=cfg.vocab_size)
+        tokenizer = Tokenizer.train_bpe((text for pair in pairs for text in pair), vocab_size=cfg.vocab_size,
+                                        phrases=fixed_phrases([prompt for prompt, _ in pairs]))
         torch.manual_seed(cfg.seed)
         policy = DecoderLM(ModelConfig(
             vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
             num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
     log(f"policy: {policy.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}")
-    if sft_steps > 0:
-        every = max(1, sft_steps // 10)
-        run_sft(policy, tokenizer, pairs, steps=sft_steps, batch_size=sft_batch_size, lr=sft_lr, seed=cfg.seed,
-                log=lambda s, loss: log(f"sft step {s + 1}/{sft_steps} loss {loss:.4f}")
+    if cfg.steps > 0:
+        every = max(1, cfg.steps // 10)
+        run_sft(policy, tokenizer, pairs, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                log=lambda s, loss: log(f"sft step {s + 1}/{cfg.steps} loss {loss:.4f}")
                 if (s + 1) % every == 0 else None)
     return policy, tokenizer
 
@@ -143,7 +146,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     return {**{k: v / steps for k, v in totals.items()}, "optimizer_steps": steps}
 
 
-def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
+def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     """Run (or resume) a training run in ``cfg.run_dir``; returns the summary also written to summary.json."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     run_dir = Path(cfg.run_dir)
@@ -156,16 +159,17 @@ def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
     checkpoint = latest_checkpoint(run_dir)
     start_dir = run_dir / "start"
     if checkpoint is None and not (start_dir / "config.json").is_file():
-        policy, tokenizer = build_policy(cfg, cfg.sft_data, cfg.sft_examples, cfg.sft_steps, cfg.sft_batch_size,
-                                         cfg.sft_lr, log)
-        save_pretrained(policy, tokenizer, start_dir)
-    start_policy, tokenizer = load_pretrained(start_dir)
-    reference = copy.deepcopy(start_policy).eval().requires_grad_(False) if cfg.beta > 0 else None
-    policy, first_step, state = start_policy, 0, None
+        save_pretrained(*build_policy(cfg.cold_start(), log), start_dir)
+    first_step, state = 0, None
     if checkpoint is not None:
         policy, tokenizer, state = load_checkpoint(checkpoint)
         first_step = state["step"]
         log(f"resuming from {checkpoint} at step {first_step}")
+    else:
+        policy, tokenizer = load_pretrained(start_dir)
+    reference = None
+    if cfg.beta > 0:  # the frozen start policy; with beta 0 no copy is kept
+        reference = load_pretrained(start_dir, with_tokenizer=False)[0].eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -180,7 +184,7 @@ def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
 
     # -- the loop -------------------------------------------------------------------------
     group = cfg.group_size
-    envs = rewardgym.make_vec(cfg.env, num_envs=cfg.tasks_per_step * group)
+    envs = rewardgym.make_vec(cfg.env, num_envs=cfg.tasks_per_step * group, group_size=group)
     try:
         for step in range(first_step, cfg.steps):
             generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -195,7 +199,9 @@ def train(cfg: TrainConfig, log: Any = None) -> dict[str, Any]:
                 rewards = rewards + grpo.overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer,
                                                           cfg.overlong_factor)
             advantages = grpo.group_advantages(rewards, group, scale_std=cfg.scale_std)
-            keep = grpo.informative_groups(rewards, group) if cfg.filter_zero_variance else torch.ones(len(rewards), dtype=torch.bool)
+            keep = torch.ones(len(rewards), dtype=torch.bool)
+            if cfg.filter_zero_variance:
+                keep = grpo.informative_groups(rewards, group)
 
             started = time.perf_counter()
             stats = grpo_update(cfg, policy, reference, optimizer, rollout, advantages, keep, generator)

@@ -7,9 +7,11 @@ the learner needs: batch encode/decode and the ids of the end-of-sequence and pa
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from tokenizers import AddedToken
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -63,8 +65,11 @@ class Tokenizer:
         return cls(inner, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
 
     @classmethod
-    def train_bpe(cls, texts: Iterable[str], vocab_size: int = 512) -> "Tokenizer":
-        """A byte-level BPE trained on ``texts``; deterministic for the same texts and size."""
+    def train_bpe(cls, texts: Iterable[str], vocab_size: int = 512, phrases: Iterable[str] = ()) -> "Tokenizer":
+        """A byte-level BPE trained on ``texts``; deterministic for the same inputs.
+
+        Each of ``phrases`` becomes one token matched before BPE (for a tiny model: a prompt's fixed
+        instruction, or tags such as ``</answer>``), which shortens sequences several times over."""
         inner = _HFTokenizer(models.BPE())
         inner.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Digits(individual_digits=True),
@@ -74,4 +79,16 @@ class Tokenizer:
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         inner.train_from_iterator(list(texts), trainer=trainer)
+        inner.add_tokens([AddedToken(p, normalized=False) for p in dict.fromkeys(phrases) if p])
         return cls(inner, eos_token_id=inner.token_to_id(EOS), pad_token_id=inner.token_to_id(PAD))
+
+
+R1_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+
+
+def fixed_phrases(prompts: list[str], min_chars: int = 8) -> list[str]:
+    """The text every prompt starts with and the text every prompt ends with (a template's fixed
+    instruction), plus the R1 tags: phrases worth one token each in a tiny in-process tokenizer."""
+    prefix = os.path.commonprefix(prompts) if len(prompts) > 1 else ""
+    suffix = os.path.commonprefix([p[::-1] for p in prompts])[::-1] if len(prompts) > 1 else ""
+    return [p for p in (prefix, suffix) if len(p) >= min_chars] + list(R1_TAGS)
