@@ -39,6 +39,14 @@ def test_reasoning_gym_bridge_conformance(env_id: str) -> None:
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow
+def test_reasoning_gym_bridge_determinism_matches_the_registry_tags() -> None:
+    pytest.importorskip("reasoning_gym")
+    results = conformance.determinism_results([e.id for e in rewardgym.list_envs(tag="reasoning-gym")], tasks=2)
+    differ = {r.env_id for r in results if not r.ok}
+    assert differ == {e.id for e in rewardgym.list_envs(tag="hash-seed-dependent")}
+
+
 def test_missing_examples_say_what_to_add(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(conformance, "EXAMPLES_DIR", tmp_path)
     (result,) = [r for r in conformance.check_one("rewardgym/Countdown-v0") if r.check == "examples"]
