@@ -1,11 +1,11 @@
 """The ``docker`` backend: a pool of warm containers of the Docker Engine (the ``docker`` package).
 
 Each container starts with no network (``network_mode=none``), memory, pids and CPU limits, a
-read-only root, tmpfs /work and /tmp, all capabilities dropped and ``no-new-privileges``; its
-PID 1 is a tiny reaper (root, no capabilities). A submission is one ``exec`` of the supervisor
-(supervisor.py, sent as source) as the container's own unprivileged uid, in a fresh work dir;
-the supervisor applies the rlimits and wall-clock kill, and afterwards kills every process of
-that uid, so a daemonised child or fork-bomb survivor cannot outlive the run. A container is
+read-only root, tmpfs /work and /tmp, every capability dropped but the four the supervisor
+needs, and ``no-new-privileges``; its PID 1 is a tiny reaper. A submission is one ``exec`` of the
+supervisor (supervisor.py, sent as source), which runs the program as the container's own
+unprivileged uid in a fresh work dir with the rlimits and wall-clock kill, and afterwards kills
+every process of that uid, so a daemonised child or fork-bomb survivor cannot outlive the run. A container is
 one run at a time, and is replaced after any run that hit a limit or left processes behind,
 after an exec that failed, and after ``max_uses`` runs.
 
@@ -33,6 +33,10 @@ REAPER = ("import os, time\n"
           "        os.wait()\n"
           "    except ChildProcessError:\n"
           "        time.sleep(0.5)\n")
+# The supervisor runs as root in the container with only these capabilities: it switches the
+# program to the container's uid (the program loses every capability on that switch), hands it
+# the work dir, and kills what it leaves. The program cannot signal the supervisor.
+SUPERVISOR_CAPS = ["SETUID", "SETGID", "KILL", "CHOWN"]
 _SETUP_HINT = ("start the Docker Engine (apt-get install docker.io; dockerd &) and make the image "
                "(scripts/build-sandbox-image.sh, or docker pull python:3.12-slim and pass image=...)")
 
@@ -105,7 +109,7 @@ class DockerBackend(Backend):
             network_mode="none", mem_limit=f"{self.memory_mb}m", memswap_limit=f"{self.memory_mb}m",
             pids_limit=self.processes, nano_cpus=int(self.cpus * 1e9), read_only=True,
             tmpfs={"/work": f"size={self.work_mb}m,mode=1777", "/tmp": "size=16m,mode=1777"},
-            cap_drop=["ALL"], security_opt=["no-new-privileges"], hostname="sandbox",
+            cap_drop=["ALL"], cap_add=SUPERVISOR_CAPS, security_opt=["no-new-privileges"], hostname="sandbox",
             labels={LABEL: "1"}, working_dir="/work")
         return _Container(handle, uid)
 
@@ -183,7 +187,7 @@ class DockerBackend(Backend):
         api = self.client.api
         try:
             exec_id = api.exec_create(box.handle.id, [self.python, "-I", "-S", "-c", self._supervisor], stdin=True,
-                                      stdout=True, stderr=True, user=f"{box.uid}:{box.uid}", workdir="/work")["Id"]
+                                      stdout=True, stderr=True, user="0:0", workdir="/work")["Id"]
             conn = api.exec_start(exec_id, socket=True)
         except Exception as exc:  # noqa: BLE001 - the container died or the engine went away
             raise SandboxError(f"DockerBackend: exec in container {box.handle.short_id} failed: {exc}") from exc
