@@ -18,13 +18,13 @@ def backend_params(names=tuple(BACKENDS)):
     return [pytest.param(name, marks=MARKS[name], id=name) for name in names]
 
 
-def open_backend(name: str) -> Backend:
+def open_backend(name: str, pool_size: int = 1) -> Backend:
     why = BACKENDS[name].availability()
     if why:
         pytest.skip(f"sandbox backend {name!r} unavailable here: {why}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # local's no-isolation warning
-        return BACKENDS[name](pool_size=1) if name == "docker" else BACKENDS[name]()
+        return BACKENDS[name](pool_size=pool_size) if name == "docker" else BACKENDS[name]()
 
 
 def processes_of(uid: int) -> list[int]:

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,19 @@ class CodeVerifier(Verifier):
         self._backend, self._lock = backend, threading.Lock()
         self._harness = HARNESS.read_text()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles (worker processes, gymnasium's checker) carry the backend's name and
+        use the process-wide backend of that name on their side."""
+        state = dict(self.__dict__)
+        del state["_lock"]
+        if isinstance(state["_backend"], Backend):
+            state["_backend"] = state["_backend"].name
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def time_limit(self) -> float:  # type: ignore[override]
         return self.limits.wall_time + STARTUP
@@ -106,20 +120,22 @@ class CodeVerifier(Verifier):
             return Verdict.wrong(reason)
         if not code.strip():
             return Verdict.wrong(NO_ANSWER, code)
+        program = program_for(code, task) if task.answer.get("kind", "function") == "function" else code
         try:
-            compile(code, "solution.py", "exec")
+            with warnings.catch_warnings():  # e.g. invalid escapes: the program's business, not ours
+                warnings.simplefilter("ignore")
+                compile(program, "solution.py", "exec")
         except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
             return Verdict.wrong(FORMAT_ERROR, code, why=f"does not compile: {type(exc).__name__}: {exc}"[:300])
-        return self.run_tests(code, task)
+        return self.run_tests(program, task, parsed=code)
 
-    def run_tests(self, code: str, task: Task) -> Verdict:
-        """Run ``code`` against the task's tests in the sandbox and score it."""
-        answer = task.answer
+    def run_tests(self, program: str, task: Task, parsed: str | None = None) -> Verdict:
+        """Run ``program`` (the code as it will run) against the task's tests in the sandbox and score it."""
+        answer, code = task.answer, parsed if parsed is not None else program
         tests = answer["tests"]
-        kind = answer.get("kind", "function")
         token = os.urandom(16).hex()
-        job = {"kind": kind, "solution": program_for(code, task) if kind == "function" else code,
-               "tests": tests, "timeout": self.test_timeout, "token": token}
+        job = {"kind": answer.get("kind", "function"), "solution": program, "tests": tests,
+               "timeout": self.test_timeout, "token": token}
         ex = self.backend.run(self._harness, stdin=json.dumps(job), limits=self.limits)
         results = _parse(ex, token, len(tests))
         passed = sum(ok for ok, _ in results)
