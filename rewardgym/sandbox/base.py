@@ -8,8 +8,6 @@ import json
 import os
 import posixpath
 import signal
-import subprocess
-import sys
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -155,6 +153,8 @@ def execution(raw: bytes, backend: str, uid: int | None, *, shell_codes: bool = 
         result = json.loads(raw.decode().strip().splitlines()[-1])
     except (ValueError, IndexError) as exc:
         raise SandboxError(f"{backend}: the supervisor returned no result ({raw[-300:]!r})") from exc
+    if "error" in result:
+        raise SandboxError(f"{backend}: {result['error']}")
     stdout = base64.b64decode(result["stdout"]).decode("utf-8", "replace")
     stderr = base64.b64decode(result["stderr"]).decode("utf-8", "replace")
     code = int(result["exit_code"])
@@ -178,30 +178,13 @@ def _status(stop: str | None, code: int, stderr: str) -> str:
     return "exit"
 
 
-def run_supervisor(request: bytes, limits: Limits, backend: str) -> bytes:
-    """Run the supervisor on this host (local, bubblewrap) and return its result line.
-
-    The supervisor enforces the wall-clock limit itself; the grace here only catches a
-    supervisor that broke, which is a SandboxError, not a verdict on the program.
-    """
-    proc = subprocess.Popen([sys.executable, "-I", "-S", str(SUPERVISOR)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(request, timeout=limits.wall_time + SUPERVISOR_GRACE)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise SandboxError(f"{backend}: the supervisor did not finish within "
-                           f"{limits.wall_time + SUPERVISOR_GRACE:.0f}s") from None
-    if proc.returncode != 0:
-        raise SandboxError(f"{backend}: the supervisor failed (exit {proc.returncode}): {err.decode()[-500:]}")
-    return out
-
-
 class Backend(ABC):
     """One way of running untrusted Python. Subclasses say whether they work here and run."""
 
     name: str = ""
+    #: Extra seconds a run may take beyond its wall-clock limit (start-up, clean-up) before the
+    #: sandbox itself is declared broken.
+    grace: float = SUPERVISOR_GRACE
 
     @classmethod
     @abstractmethod

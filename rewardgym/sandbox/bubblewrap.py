@@ -16,8 +16,9 @@ import subprocess
 from functools import lru_cache
 from typing import Mapping
 
-from .base import PROGRAM_NAME, Backend, Execution, Limits, SandboxUnavailable, check_files, execution, \
-    request_line, run_supervisor, sandbox_uid
+from .base import PROGRAM_NAME, Execution, Limits, SandboxUnavailable, check_files, execution, \
+    request_line, sandbox_uid
+from .channel import HostBackend
 
 WORKDIR = "/work"
 TMP_MB = 16
@@ -66,7 +67,7 @@ def _probe() -> str | None:
     return None
 
 
-class BubblewrapBackend(Backend):
+class BubblewrapBackend(HostBackend):
     name = "bubblewrap"
 
     def __init__(self, *, python: str = "/usr/bin/python3"):
@@ -76,6 +77,7 @@ class BubblewrapBackend(Backend):
         if not os.access(python, os.X_OK) or not python.startswith("/usr/"):
             raise SandboxUnavailable(f"sandbox backend 'bubblewrap': the Python inside the sandbox must be an "
                                      f"executable under /usr (the only system tree bound), got {python!r}")
+        super().__init__()
         self.python, self.bwrap = python, shutil.which("bwrap")
 
     @classmethod
@@ -90,4 +92,4 @@ class BubblewrapBackend(Backend):
         argv = bwrap_argv(self.bwrap, limits, [self.python, "-s", PROGRAM_NAME])
         request = request_line(argv=argv, files=encoded, limits=limits, stdin=data, uid=uid, workdir=None,
                                dedicated=True, sandbox_workdir=WORKDIR)
-        return execution(run_supervisor(request, limits, self.name), self.name, uid, shell_codes=True)
+        return execution(self._call(request, limits), self.name, uid, shell_codes=True)

@@ -2,12 +2,13 @@
 
 Each container starts with no network (``network_mode=none``), memory, pids and CPU limits, a
 read-only root, tmpfs /work and /tmp, every capability dropped but the four the supervisor
-needs, and ``no-new-privileges``; its PID 1 is a tiny reaper. A submission is one ``exec`` of the
-supervisor (supervisor.py, sent as source), which runs the program as the container's own
-unprivileged uid in a fresh work dir with the rlimits and wall-clock kill, and afterwards kills
-every process of that uid, so a daemonised child or fork-bomb survivor cannot outlive the run. A container is
-one run at a time, and is replaced after any run that hit a limit or left processes behind,
-after an exec that failed, and after ``max_uses`` runs.
+needs, and ``no-new-privileges``; its PID 1 is a tiny reaper. The supervisor (supervisor.py,
+sent as source) runs as one long-lived ``exec`` per container and serves the runs, so a run
+costs no ``docker exec``. It runs each program as the container's own unprivileged uid in a
+fresh work dir with the rlimits and wall-clock kill, and afterwards kills every process of that
+uid, so a daemonised child or fork-bomb survivor cannot outlive the run. A container serves one
+run at a time and is replaced after any run that hit a limit or left processes behind, after
+a supervisor failure, and after ``max_uses`` runs.
 
 The image needs only ``python3`` on its PATH: ``python:3.12-slim`` works, and
 scripts/build-sandbox-image.sh builds ``rewardgym-sandbox:latest`` with no registry.
@@ -16,13 +17,13 @@ scripts/build-sandbox-image.sh builds ``rewardgym-sandbox:latest`` with no regis
 from __future__ import annotations
 
 import atexit
-import socket
 import threading
 import uuid
 from typing import Any, Mapping
 
-from .base import PROGRAM_NAME, SUPERVISOR, SUPERVISOR_GRACE, Backend, Execution, Limits, SandboxError, \
-    SandboxUnavailable, check_files, execution, fresh_uid, request_line
+from .base import PROGRAM_NAME, SUPERVISOR, Backend, Execution, Limits, SandboxError, SandboxUnavailable, \
+    check_files, execution, fresh_uid, request_line
+from .channel import DockerChannel
 
 DEFAULT_IMAGE = "rewardgym-sandbox:latest"
 LABEL = "rewardgym.sandbox"
@@ -57,10 +58,10 @@ def _client(timeout: int = 30) -> Any:
 
 
 class _Container:
-    """One warm container and the uid its programs run as."""
+    """One warm container, the uid its programs run as, and its supervisor server."""
 
-    def __init__(self, handle: Any, uid: int):
-        self.handle, self.uid, self.uses = handle, uid, 0
+    def __init__(self, handle: Any, uid: int, channel: DockerChannel):
+        self.handle, self.uid, self.channel, self.uses = handle, uid, channel, 0
 
 
 class DockerBackend(Backend):
@@ -111,7 +112,12 @@ class DockerBackend(Backend):
             tmpfs={"/work": f"size={self.work_mb}m,mode=1777", "/tmp": "size=16m,mode=1777"},
             cap_drop=["ALL"], cap_add=SUPERVISOR_CAPS, security_opt=["no-new-privileges"], hostname="sandbox",
             labels={LABEL: "1"}, working_dir="/work")
-        return _Container(handle, uid)
+        try:
+            channel = DockerChannel(self.client.api, handle.id, [self.python, "-I", "-S", "-c", self._supervisor])
+        except Exception:
+            self._remove_handle(handle)
+            raise
+        return _Container(handle, uid, channel)
 
     def _acquire(self) -> _Container:
         with self._cond:
@@ -145,11 +151,15 @@ class DockerBackend(Backend):
             self._cond.notify()
 
     @staticmethod
-    def _remove(box: _Container) -> None:
+    def _remove_handle(handle: Any) -> None:
         try:
-            box.handle.remove(force=True)
+            handle.remove(force=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
+
+    def _remove(self, box: _Container) -> None:
+        box.channel.close()
+        self._remove_handle(box.handle)
 
     def close(self) -> None:
         """Remove every idle container; busy ones are removed when their run ends."""
@@ -172,38 +182,8 @@ class DockerBackend(Backend):
         try:
             request = request_line(argv=[self.python, "-s", PROGRAM_NAME], files=encoded, limits=limits,
                                    stdin=data, uid=box.uid, workdir=f"/work/{uuid.uuid4().hex}", dedicated=True)
-            raw = self._exec(box, request, limits)
-            if raw is None:
-                return Execution("", "", -9, "timeout", limits.wall_time, 0.0, 0.0, self.name, 0, box.uid)
-            result = execution(raw, self.name, box.uid)
+            result = execution(box.channel.call(request, limits.wall_time + self.grace), self.name, box.uid)
             healthy = result.status == "exit" and result.orphans == 0
             return result
         finally:
             self._release(box, healthy)
-
-    def _exec(self, box: _Container, request: bytes, limits: Limits) -> bytes | None:
-        """Run the supervisor in the container; its stdout, or None if it overran the grace."""
-        from docker.utils.socket import frames_iter
-        api = self.client.api
-        try:
-            exec_id = api.exec_create(box.handle.id, [self.python, "-I", "-S", "-c", self._supervisor], stdin=True,
-                                      stdout=True, stderr=True, user="0:0", workdir="/work")["Id"]
-            conn = api.exec_start(exec_id, socket=True)
-        except Exception as exc:  # noqa: BLE001 - the container died or the engine went away
-            raise SandboxError(f"DockerBackend: exec in container {box.handle.short_id} failed: {exc}") from exc
-        raw_sock = getattr(conn, "_sock", conn)
-        raw_sock.settimeout(limits.wall_time + SUPERVISOR_GRACE)
-        out, err = bytearray(), bytearray()
-        try:
-            raw_sock.sendall(request)
-            raw_sock.shutdown(socket.SHUT_WR)
-            for stream, chunk in frames_iter(conn, tty=False):
-                (out if stream == 1 else err).extend(chunk)
-        except (socket.timeout, TimeoutError):
-            return None
-        finally:
-            conn.close()
-        if not out.strip():
-            raise SandboxError(f"DockerBackend: the supervisor in {box.handle.short_id} returned nothing: "
-                               f"{bytes(err[-500:])!r}")
-        return bytes(out)

@@ -13,16 +13,17 @@ import uuid
 import warnings
 from typing import Mapping
 
-from .base import PROGRAM_NAME, Backend, Execution, Limits, check_files, execution, request_line, run_supervisor, \
-    sandbox_uid
+from .base import PROGRAM_NAME, Execution, Limits, check_files, execution, request_line, sandbox_uid
+from .channel import HostBackend
 
 
-class LocalBackend(Backend):
+class LocalBackend(HostBackend):
     name = "local"
 
     def __init__(self, *, python: str = "python3"):
         warnings.warn("sandbox backend 'local' does not isolate programs (no namespaces, network and files "
                       "reachable); use 'bubblewrap' or 'docker' for untrusted code", RuntimeWarning, stacklevel=2)
+        super().__init__()
         self.python = python
 
     @classmethod
@@ -37,4 +38,4 @@ class LocalBackend(Backend):
         workdir = f"{tempfile.gettempdir()}/rewardgym-sandbox-{uuid.uuid4().hex}"
         request = request_line(argv=[self.python, "-s", PROGRAM_NAME], files=encoded, limits=limits, stdin=data,
                                uid=uid, workdir=workdir, dedicated=True)
-        return execution(run_supervisor(request, limits, self.name), self.name, uid)
+        return execution(self._call(request, limits), self.name, uid)

@@ -4,8 +4,9 @@ It runs on the host for the ``local`` and ``bubblewrap`` backends and inside the
 for ``docker`` (its source is sent with each exec), so it must stay importable on any
 Python >= 3.8 with nothing but the standard library.
 
-Protocol: stdin carries one JSON line (the request) followed by exactly ``stdin_len`` bytes
-of the program's stdin; stdout gets one JSON line (the result).
+Protocol (``serve``): each request on stdin is one JSON line followed by exactly ``stdin_len``
+bytes of the program's stdin; each answer on stdout is one JSON line (the result, or
+``{"error": ...}``). One server handles one request at a time.
 
 Why a separate process: it becomes a child subreaper, so every process the program leaves
 behind (daemonised children, fork-bomb survivors) is re-parented to it and can be killed and
@@ -325,20 +326,50 @@ def supervise(request: dict, data: bytes) -> dict:
             "orphans": orphans}
 
 
-def main() -> None:
-    stream = sys.stdin.buffer
-    request = json.loads(stream.readline())
-    want, chunks = int(request["stdin_len"]), []
-    while want > 0:
-        chunk = stream.read(min(want, 1 << 20))
+def _read_exactly(stream, size: int) -> bytes:
+    chunks = []
+    while size > 0:
+        chunk = stream.read(min(size, 1 << 20))
         if not chunk:
-            break
+            raise EOFError("request ended early")
         chunks.append(chunk)
-        want -= len(chunk)
-    result = supervise(request, b"".join(chunks))
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def serve() -> None:
+    """Answer requests one after another until stdin closes. Each request runs in a forked
+    child (a fresh supervisor, so nothing carries over between runs); a warm server saves a
+    Python start-up per run."""
+    stream = sys.stdin.buffer
+    while True:
+        line = stream.readline()
+        if not line:
+            return
+        request = json.loads(line)
+        data = _read_exactly(stream, int(request["stdin_len"]))
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            try:
+                _write_all(write_end, (json.dumps(supervise(request, data)) + "\n").encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as fh:
+            answer = fh.read()
+        _, status = os.waitpid(pid, 0)
+        if not answer.endswith(b"\n"):
+            answer = (json.dumps({"error": f"supervisor died (status {status})"}) + "\n").encode()
+        _write_all(1, answer)
 
 
 if __name__ == "__main__":
-    main()
+    serve()
