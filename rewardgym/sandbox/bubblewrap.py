@@ -5,7 +5,8 @@ loopback), a read-only view of /usr (and the /bin, /lib symlinks or binds), no /
 /root, a private size-limited tmpfs for /work (the files and the program, written through
 memfds) and /tmp, and a read-only root. The supervisor (see supervisor.py) runs bwrap as an
 unprivileged uid of its own when the caller is root, with rlimits, the wall-clock kill and
-the clean-up; ``--die-with-parent`` takes the whole PID namespace down with bwrap.
+the clean-up. ``--die-with-parent`` takes the whole PID namespace down with bwrap, and nothing
+can leave that namespace, so the clean-up needs no host-wide search for the uid's processes.
 """
 
 from __future__ import annotations
@@ -91,5 +92,5 @@ class BubblewrapBackend(HostBackend):
         data = stdin.encode() if isinstance(stdin, str) else stdin
         argv = bwrap_argv(self.bwrap, limits, [self.python, "-s", PROGRAM_NAME])
         request = request_line(argv=argv, files=encoded, limits=limits, stdin=data, uid=uid, workdir=None,
-                               dedicated=True, sandbox_workdir=WORKDIR)
+                               dedicated=False, sandbox_workdir=WORKDIR)
         return execution(self._call(request, limits), self.name, uid, shell_codes=True)
