@@ -1,62 +1,30 @@
 """The test harness that runs inside the sandbox (standard library only; sent as the program).
 
-stdin: one JSON object {kind, solution, tests, timeout, token}. stdout: one line per test,
-``<token> <index> ok`` or ``<token> <index> fail <message>``; a test with no line did not finish.
+stdin: one JSON object {kind, solution, tests, timeout, token}. Output: one line per test,
+``<token> <index> ok`` or ``<token> <index> fail <message>``, on the harness's original stdout;
+a test with no line did not finish (the verifier counts it as failed).
 
-Why it is shaped like this:
-- The candidate never runs in the harness process: each task runs it in a child, so an early
-  ``exit(0)``, a crash or a hang costs only the tests not yet reported.
-- The harness makes itself non-dumpable before reading anything, so the child (same uid) can
-  neither read the expected outputs from /proc/<pid>/mem nor write fake lines into the
-  harness's stdout through /proc/<pid>/fd/1. Results carry a random token the child never sees
-  for stdin/stdout tasks; for function tasks the tests run in the candidate's own interpreter
-  (as in HumanEval's harness), where the token and the test code are reachable by
-  introspection, so a program that deliberately forges the report through the interpreter's
-  internals is not stopped; exiting early, printing "passed", reading test files or killing
-  the harness are.
+kind "function" (HumanEval, MBPP): ``solution`` is Python source and each test a snippet
+(asserts; HumanEval's ``check(candidate)`` plus the call), run after it in this interpreter,
+in order, each counted alone, as HumanEval's own harness does. The solution's prints go to
+/dev/null, ``exit()`` is caught, and ``os._exit`` leaves the remaining tests unreported, so
+exiting early or printing "passed" never passes a test. The token comes through stdin and is
+never in a file, but it is in this interpreter's memory: a program that deliberately digs it
+out through the interpreter's internals to forge the report is not stopped (no in-process
+harness can stop that; run stdio tasks for a hard guarantee).
 
-kind "function": ``solution`` is Python source, each test a Python snippet (asserts; HumanEval's
-``check(candidate)`` plus the call) run after it in one child, in order, each counted alone.
-kind "stdio": ``solution`` is a program, each test {"input", "output"}: the program's stdout on
-that input must equal the output up to trailing whitespace on each line and trailing blank lines.
+kind "stdio" (contest style): ``solution`` is a program run once per test {"input", "output"}
+in a child process, with ``timeout`` seconds each; its stdout must equal the output up to
+trailing whitespace on each line and trailing blank lines. The harness first makes itself
+non-dumpable, so the child (same uid) can neither read the expected outputs or the token from
+/proc/<pid>/mem nor write into the harness's stdout through /proc/<pid>/fd.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import time
-
-CHILD = r'''
-import json, os, sys, traceback
-payload = json.loads(sys.stdin.read())
-report = os.fdopen(os.dup(1), "w", buffering=1)
-token = payload.pop("token")
-null = os.open(os.devnull, os.O_WRONLY)
-os.dup2(null, 1)
-scope = {"__name__": "__main__", "__builtins__": __builtins__}
-def first_line(exc):
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-    return (text[-1] if text else type(exc).__name__)[:300]
-try:
-    exec(compile(payload["solution"], "solution.py", "exec"), scope)
-except BaseException as exc:
-    for i in range(len(payload["tests"])):
-        report.write(f"{token} {i} fail solution: {first_line(exc)}\n")
-    os._exit(0)
-for i, test in enumerate(payload["tests"]):
-    try:
-        exec(compile(test, f"test_{i}.py", "exec"), dict(scope))
-    except BaseException as exc:
-        message = first_line(exc) if str(exc) or not isinstance(exc, AssertionError) else f"AssertionError in test {i}"
-        report.write(f"{token} {i} fail {message}\n")
-    else:
-        report.write(f"{token} {i} ok\n")
-os._exit(0)
-'''
-
 
 def _non_dumpable() -> None:
     import ctypes
@@ -73,34 +41,34 @@ def _same_output(got: str, want: str) -> bool:
     return norm(got) == norm(want)
 
 
+def _first_line(exc: BaseException) -> str:
+    import traceback  # imported only on failure: start-up time is most of a passing run
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
+    return (text[-1] if text else type(exc).__name__)[:300]
+
+
 def _function(job: dict, emit) -> None:
-    child_payload = json.dumps({"solution": job["solution"], "tests": job["tests"], "token": job["child_token"]})
-    timeout = job["timeout"] * max(1, len(job["tests"]))
+    """Run the solution, then each test, in this interpreter; the solution's own output goes
+    to /dev/null so only ``emit`` (on a saved descriptor) reaches the verifier."""
+    scope = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
-        proc = subprocess.run([sys.executable, "-s", "-c", CHILD], input=child_payload.encode(),
-                              capture_output=True, timeout=timeout)
-        out, err, code = proc.stdout, proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        out, err, code = exc.stdout or b"", b"", None
-    done = {}
-    prefix = job["child_token"] + " "
-    for line in out.decode("utf-8", "replace").splitlines():
-        if line.startswith(prefix):
-            index, _, rest = line[len(prefix):].partition(" ")
-            if index.isdigit() and int(index) not in done:
-                done[int(index)] = rest
-    for i in range(len(job["tests"])):
-        if i in done:
-            status, _, message = done[i].partition(" ")
-            emit(i, status == "ok", message)
-        elif code is None:
-            emit(i, False, "timeout")
+        exec(compile(job["solution"], "solution.py", "exec"), scope)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit included: exiting is not passing
+        for i in range(len(job["tests"])):
+            emit(i, False, f"solution: {_first_line(exc)}")
+        return
+    for i, test in enumerate(job["tests"]):
+        try:
+            exec(compile(test, f"test_{i}.py", "exec"), dict(scope))
+        except BaseException as exc:  # noqa: BLE001
+            plain = isinstance(exc, AssertionError) and not str(exc)
+            emit(i, False, f"AssertionError in test {i}" if plain else _first_line(exc))
         else:
-            tail = err.decode("utf-8", "replace").strip().splitlines()
-            emit(i, False, f"exited ({code}) before the test ran" + (f": {tail[-1][:200]}" if tail else ""))
+            emit(i, True, "")
 
 
 def _stdio(job: dict, emit) -> None:
+    import subprocess
     with open("solution.py", "w", encoding="utf-8") as fh:
         fh.write(job["solution"])
     for i, test in enumerate(job["tests"]):
@@ -121,20 +89,24 @@ def _stdio(job: dict, emit) -> None:
 
 
 def main() -> None:
-    _non_dumpable()
     job = json.loads(sys.stdin.read())
     sys.stdin.close()
     token = job.pop("token")
-    job["child_token"] = os.urandom(16).hex()
-    start = time.monotonic()
+    report = os.fdopen(os.dup(1), "w", buffering=1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    sys.stdout = open(os.devnull, "w")
 
     def emit(index: int, ok: bool, message: str) -> None:
-        text = "ok" if ok else "fail " + message.replace("\n", " ")
-        sys.stdout.write(f"{token} {index} {text}\n")
-        sys.stdout.flush()
+        report.write(f"{token} {index} {'ok' if ok else 'fail ' + message.replace(chr(10), ' ')}\n")
 
-    (_function if job["kind"] == "function" else _stdio)(job, emit)
-    sys.stdout.write(f"{token} done {time.monotonic() - start:.3f}\n")
+    if job["kind"] == "function":
+        _function(job, emit)
+    else:
+        _non_dumpable()
+        _stdio(job, emit)
+    report.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
