@@ -38,7 +38,9 @@ from ..sandbox import Backend, Execution, Limits, shared_backend
 
 HARNESS = Path(__file__).with_name("code_harness.py")
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
-DEFAULT_LIMITS = Limits(wall_time=8.0, cpu_time=8.0, memory_mb=1024, processes=16, output_bytes=256 * 1024)
+#: Every HumanEval and MBPP reference needs under 3 s of CPU (MBPP 123 the most, 2.8 s here); a
+#: hanging completion costs the whole wall-clock limit, so it is kept short.
+DEFAULT_LIMITS = Limits(wall_time=5.0, cpu_time=5.0, memory_mb=1024, processes=16, output_bytes=256 * 1024)
 STARTUP = 2.0
 
 
@@ -78,13 +80,15 @@ class CodeVerifier(Verifier):
       all_or_nothing: reward 1 only when every test passes.
       backend: a sandbox backend, or its name (None: the process-wide default, see rewardgym.sandbox).
       limits: the sandbox limits for one completion (all of its tests together).
-      test_timeout: seconds per test (per task for function tests, which share one interpreter).
+      test_timeout: seconds per stdin/stdout test; after the first test that overruns it the
+        rest are not run (failed), so a hanging program costs one timeout, not one per test.
+        Function tests share one interpreter and the whole run's wall-clock limit.
     """
 
     max_chars = 100_000
 
     def __init__(self, *, all_or_nothing: bool = False, backend: Backend | str | None = None,
-                 limits: Limits | None = None, test_timeout: float = 4.0):
+                 limits: Limits | None = None, test_timeout: float = 2.0):
         self.all_or_nothing, self.limits, self.test_timeout = all_or_nothing, limits or DEFAULT_LIMITS, test_timeout
         self._backend, self._lock = backend, threading.Lock()
         self._harness = HARNESS.read_text()

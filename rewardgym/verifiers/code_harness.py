@@ -14,7 +14,8 @@ out through the interpreter's internals to forge the report is not stopped (no i
 harness can stop that; run stdio tasks for a hard guarantee).
 
 kind "stdio" (contest style): ``solution`` is a program run once per test {"input", "output"}
-in a child process, with ``timeout`` seconds each; its stdout must equal the output up to
+in a child process, with ``timeout`` seconds each (after a timeout the remaining tests are
+reported failed without running, so a hang costs one timeout); its stdout must equal the output up to
 trailing whitespace on each line and trailing blank lines. The harness first makes itself
 non-dumpable, so the child (same uid) can neither read the expected outputs or the token from
 /proc/<pid>/mem nor write into the harness's stdout through /proc/<pid>/fd.
@@ -77,7 +78,9 @@ def _stdio(job: dict, emit) -> None:
                                   capture_output=True, timeout=job["timeout"])
         except subprocess.TimeoutExpired:
             emit(i, False, "timeout")
-            continue
+            for rest in range(i + 1, len(job["tests"])):
+                emit(rest, False, f"not run after the timeout in test {i}")
+            return
         got = proc.stdout.decode("utf-8", "replace")
         if proc.returncode != 0:
             tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
