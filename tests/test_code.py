@@ -207,3 +207,23 @@ def test_code_basics_through_gymnasium(verifier):
     _, reward, terminated, _, info = env.step(env.unwrapped.reference(info["task"]))
     assert reward == 1.0 and terminated and info["verdict"].correct
     check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_multi_turn_feedback_until_solved(verifier):
+    env = CodeBasicsEnv(verifier=verifier, max_turns=3, families=["sum"])
+    _, info = env.reset(seed=1)
+    wrong = "<answer>\n```python\nprint(0)\n```\n</answer>"
+    obs, reward, terminated, truncated, step_info = env.step(wrong)
+    assert not terminated and not truncated and step_info["turn"] == 1 and reward < 1.0
+    assert obs.startswith("Your solution passed") and "First failure: wrong output" in obs
+    obs, reward, terminated, _, step_info = env.step(env.reference(info["task"]))
+    assert terminated and reward == 1.0 and step_info["turn"] == 2
+    env.reset(seed=1)
+    for _ in range(3):
+        _, _, terminated, _, _ = env.step(wrong)
+    assert terminated
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(wrong)
+    with pytest.raises(ValueError, match="max_turns"):
+        CodeBasicsEnv(max_turns=0)
+    check_env(CodeBasicsEnv(verifier=verifier, max_turns=2), skip_render_check=True)

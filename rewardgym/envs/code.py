@@ -14,7 +14,8 @@ one of three record formats, detected from the fields or given as ``format=``:
 (sums, reversals, counting, FizzBuzz, ...) with test cases drawn from the seed.
 
 The check is rewardgym.verifiers.code.CodeVerifier (sandboxed); ``all_or_nothing=True`` makes
-the reward 1 only when every test passes.
+the reward 1 only when every test passes; ``max_turns=k`` turns an env multi-turn (a failed
+attempt gets the test feedback as the next observation, up to k attempts).
 """
 
 from __future__ import annotations
@@ -77,18 +78,55 @@ def fenced(code: str) -> str:
 
 
 class _CodeEnvBase(TextEnv):
+    """Shared by the code envs: the reward mode and the optional multi-turn feedback loop.
+
+    With ``max_turns`` > 1 a failed attempt does not end the episode: the next observation
+    is the feedback (tests passed, the first failure's message) and the policy tries again,
+    until a solution passes every test or ``max_turns`` attempts were made. Each step's
+    reward is that attempt's verdict.
+    """
+
     default_verifier = "rewardgym.verifiers.code:CodeVerifier"
 
-    def __init__(self, *, all_or_nothing: bool = False, **base: Any):
+    def __init__(self, *, all_or_nothing: bool = False, max_turns: int = 1, **base: Any):
         super().__init__(**base)
+        if not isinstance(max_turns, int) or max_turns < 1:
+            raise ValueError(f"{type(self).__name__}: max_turns must be an int >= 1, got {max_turns!r}")
         if all_or_nothing and isinstance(self.verifier, CodeVerifier):
             self.verifier.all_or_nothing = True
+        self.max_turns, self._turn = max_turns, 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        self._turn = 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        self._turn += 1
+        info["turn"] = self._turn
+        verdict = info["verdict"]
+        if not verdict.correct and self._turn < self.max_turns:
+            self._done = False  # the episode goes on with the feedback as the next observation
+            return feedback(verdict), reward, False, False, info
+        return obs, reward, terminated, truncated, info
 
     def reference(self, task: Task) -> str | None:
         solution = task.meta.get("solution")
         if solution is None:
             return None
         return f"<think>The program below solves it.</think>\n<answer>\n{fenced(solution)}\n</answer>"
+
+
+def feedback(verdict: Any) -> str:
+    """The observation after a failed attempt in a multi-turn episode."""
+    details = verdict.details
+    if "total" in details:
+        head = f"Your solution passed {details['passed']} of {details['total']} tests."
+        if details.get("first_failure"):
+            head += f" First failure: {details['first_failure']}"
+    else:
+        head = f"Your answer could not be tested ({verdict.reason})."
+    return f"{head}\nFix the solution and answer again in the same format. {HOW_TO_ANSWER}"
 
 
 class CodeEnv(_CodeEnvBase):
