@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rewardgym.sandbox import BACKENDS, Backend, Execution
+from rewardgym.sandbox import BACKENDS, Backend, Execution, SandboxUnavailable
 
 MARKS = {"bubblewrap": [pytest.mark.bwrap], "docker": [pytest.mark.docker], "local": []}
 ISOLATING = ("bubblewrap", "docker")
@@ -24,7 +24,10 @@ def open_backend(name: str, pool_size: int = 1) -> Backend:
         pytest.skip(f"sandbox backend {name!r} unavailable here: {why}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # local's no-isolation warning
-        return BACKENDS[name](pool_size=pool_size) if name == "docker" else BACKENDS[name]()
+        try:
+            return BACKENDS[name](pool_size=pool_size) if name == "docker" else BACKENDS[name]()
+        except SandboxUnavailable as exc:  # e.g. the engine runs but the image was not built
+            pytest.skip(str(exc))
 
 
 def processes_of(uid: int) -> list[int]:

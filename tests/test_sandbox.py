@@ -176,10 +176,10 @@ def test_network_is_unreachable(backend, witness):
     listener.listen(4)
     listener.settimeout(0.2)
     port = listener.getsockname()[1]
-    accepted = []
+    accepted, done = [], threading.Event()
 
     def accept():
-        for _ in range(40):
+        while not done.is_set():
             try:
                 accepted.append(listener.accept())
             except OSError:
@@ -194,6 +194,7 @@ def test_network_is_unreachable(backend, witness):
     try:
         ex = backend.run(program, limits=FAST)
     finally:
+        done.set()
         thread.join()
         listener.close()
     assert ex.ok and ex.stdout.splitlines() == ["['lo']", "refused"]

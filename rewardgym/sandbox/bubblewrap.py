@@ -55,16 +55,17 @@ def _probe() -> str | None:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bwrap is not installed (apt-get install bubblewrap, dnf install bubblewrap)"
-    cmd = [bwrap, "--unshare-all", "--die-with-parent", *_system_binds(), "--proc", "/proc", "--", "/bin/true"]
+    cmd = [bwrap, "--unshare-all", "--die-with-parent", *_system_binds(), "--proc", "/proc",
+           "--size", "1048576", "--tmpfs", "/tmp", "--", "/bin/true"]
     kwargs = {"user": 65534, "group": 65534, "extra_groups": []} if os.getuid() == 0 else {}
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=20, **kwargs)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bwrap cannot run: {exc}"
     if proc.returncode != 0:
-        return (f"bwrap cannot create namespaces here ({proc.stderr.decode(errors='replace').strip()[:200]}); "
-                "unprivileged user namespaces must be enabled (sysctl kernel.unprivileged_userns_clone=1, "
-                "or user.max_user_namespaces > 0)")
+        return (f"bwrap cannot run a sandbox here ({proc.stderr.decode(errors='replace').strip()[:200]}); "
+                "it needs bubblewrap >= 0.5 (for --size) and unprivileged user namespaces "
+                "(sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces > 0)")
     return None
 
 

@@ -8,6 +8,7 @@ fails or overruns its deadline is killed and replaced; the failure is a SandboxE
 
 from __future__ import annotations
 
+import atexit
 import os
 import select
 import socket
@@ -134,6 +135,7 @@ class HostBackend(Backend):
 
     def __init__(self) -> None:
         self._servers = ChannelPool(ProcessChannel)
+        atexit.register(self.close)
 
     def _call(self, request: bytes, limits: Limits) -> bytes:
         return self._servers.call(request, limits.wall_time + self.grace)
