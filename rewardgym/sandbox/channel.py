@@ -106,9 +106,12 @@ class ChannelPool:
         self.factory, self.keep = factory, keep
         self._idle: list[Channel] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def call(self, request: bytes, timeout: float) -> bytes:
         with self._lock:
+            if self._pid != os.getpid():  # a forked copy: the idle servers belong to the parent
+                self._idle, self._pid = [], os.getpid()
             channel = self._idle.pop() if self._idle else None
         channel = channel or self.factory()
         try:
