@@ -106,6 +106,9 @@ class CodeVerifier(Verifier):
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
+    #: Programs run in sandbox processes, so a batch is checked concurrently (Verifier.verify_batch).
+    offloaded = True
+
     @property
     def time_limit(self) -> float:  # type: ignore[override]
         return self.limits.wall_time + STARTUP
