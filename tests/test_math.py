@@ -292,6 +292,29 @@ def test_data_files_report_file_and_line(tmp_path):
         load_records("hf:")
 
 
+def test_hub_references_go_to_datasets_load_dataset(monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    def load_dataset(name, config=None, split=None):
+        calls.append((name, config, split))
+        return [{"question": "q", "answer": "#### 7"}]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    env = gym.make("rewardgym/GSM8K-v0", data=rewardgym.spec("GSM8K-v0").data)
+    assert env.unwrapped.task_at(0).answer == "7"
+    load_records("hf:HuggingFaceH4/MATH-500::test")
+    load_records("hf:owner/name")
+    assert calls == [("openai/gsm8k", "main", "test"), ("HuggingFaceH4/MATH-500", None, "test"), ("owner/name", None, "test")]
+    with pytest.raises(DataError, match="unknown key"):
+        load_records({"hf": "a/b", "revision": "x"})
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed
+    with pytest.raises(DataError, match="pip install datasets"):
+        load_records({"hf": "openai/gsm8k"})
+
+
 def test_gold_answer_formats():
     assert gold_answer("so 3 + 4 = 7\n#### 7", "gsm8k") == "7"
     assert gold_answer("#### 1,234", "auto") == "1234"

@@ -113,11 +113,22 @@ class _Worker:
         self.ready = True
         return None
 
-    def kill(self) -> None:
+    def kill(self, wait: bool = True) -> None:
+        """SIGKILL; without ``wait`` a daemon thread reaps the process (a big process can take
+        a moment to die, and the caller should not wait for it)."""
         if self.process.is_alive():
             self.process.kill()
-        self.process.join(5)
+        if wait:
+            self.process.join(5)
+        else:
+            threading.Thread(target=self.process.join, daemon=True, name="rewardgym-reaper").start()
         self.conn.close()
+
+    def idle_and_ready(self) -> bool:
+        try:
+            return self.ready or self.conn.poll(0)
+        except OSError:
+            return False
 
     def stop(self) -> None:
         """Ask politely, then kill."""
@@ -161,7 +172,8 @@ class WorkerPool:
             raise ValueError(f"WorkerPool: num_workers must be >= 1, got {num_workers}")
         self._ctx = _context(start_method)
         if preload and self._ctx.get_start_method() == "forkserver":
-            self._ctx.set_forkserver_preload(list(preload))
+            # "__main__" is Python's own default; keeping it spares each worker a re-import of it.
+            self._ctx.set_forkserver_preload(["__main__", *preload])
         self._spawn_args = (initializer, tuple(initargs), memory_limit)
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
@@ -240,7 +252,8 @@ class WorkerPool:
                 if self._closed:
                     raise RuntimeError("WorkerPool is closed")
                 if self._idle:
-                    worker = self._idle.pop()
+                    ready = [i for i, w in enumerate(self._idle) if w.idle_and_ready()]
+                    worker = self._idle.pop(ready[-1] if ready else -1)
                     break
                 if len(self._all) < self.num_workers:
                     worker = _Worker(self._ctx, *self._spawn_args)
@@ -255,7 +268,7 @@ class WorkerPool:
 
     def _release(self, worker: _Worker, healthy: bool) -> None:
         if not healthy:
-            worker.kill()
+            worker.kill(wait=False)
         with self._cond:
             if healthy and not self._closed:
                 self._idle.append(worker)
@@ -263,6 +276,11 @@ class WorkerPool:
                 self._all.discard(worker)
                 if healthy:
                     worker.stop()
+                elif not self._closed:
+                    # Replace it now, so that the next call does not wait for a start-up.
+                    fresh = _Worker(self._ctx, *self._spawn_args)
+                    self._all.add(fresh)
+                    self._idle.append(fresh)
             self._cond.notify()
 
     @staticmethod

@@ -48,10 +48,11 @@ WORKER_MEMORY = 2 * 1024**3
 
 
 # -- what runs inside a worker -------------------------------------------------------------
-def _quiet() -> None:
-    """Worker initializer: import math-verify and silence its 'timeout disabled' warning."""
+def _warm_up() -> None:
+    """Worker initializer: silence math-verify's 'timeout disabled' warning (the pool is the
+    timeout) and build its parsers, so a fresh worker's first check is not slower than others."""
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    import math_verify  # noqa: F401
+    judge("\\frac{1}{2}", "0.5")
 
 
 #: LaTeX spaces between digit groups (``1\\,000``), which math-verify reads as a product.
@@ -89,15 +90,18 @@ _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
+def make_math_pool(num_workers: int | None = None) -> WorkerPool:
+    """A new pool set up for math checks (math-verify preloaded, memory-limited workers)."""
+    return WorkerPool(num_workers, initializer=_warm_up, preload=[f"{__package__}.math_warm"], memory_limit=WORKER_MEMORY)
+
+
 def math_pool() -> WorkerPool:
     """The process-wide pool every MathVerifier shares, sized by ``REWARDGYM_MATH_WORKERS``
     (default: the CPU count). Created on first use."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            workers = int(os.environ.get("REWARDGYM_MATH_WORKERS", 0)) or os.cpu_count() or 1
-            _POOL = WorkerPool(workers, initializer=_quiet, preload=["sympy", "math_verify"],
-                               memory_limit=WORKER_MEMORY)
+            _POOL = make_math_pool(int(os.environ.get("REWARDGYM_MATH_WORKERS", 0)) or None)
         return _POOL
 
 

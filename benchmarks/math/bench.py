@@ -1,0 +1,158 @@
+"""Verdicts per second: rewardgym's pooled MathVerifier against plain math-verify, same pairs, one run.
+
+Pairs: for each MATH-500 record, its gold answer written as a model would (a line of
+rationale, then ``\\boxed{gold}``) and, as a wrong answer, the next record's gold. Plain
+math-verify is ``verify(parse(gold), parse(completion))`` in this process with its default
+(signal-based) timeouts; ours is ``MathVerifier.verify_batch`` on a pool of N workers, with a
+fresh cache. A second, small set of hostile answers (power towers) measures the slowest call;
+plain math-verify runs each in a child process so a hang cannot stop the benchmark.
+
+    python benchmarks/math/bench.py --data ../shared/data/math500_test.jsonl --workers 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import os
+import threading
+import time
+from pathlib import Path
+
+from rewardgym.core.types import Task
+from rewardgym.verifiers.math import MathVerifier, make_math_pool
+
+HOSTILE = ["\\boxed{9^{9^{9}}}", "\\boxed{9^{9^{9^{9}}}}", "\\boxed{10^{10^{10}}}", "\\boxed{2^{2^{2^{2^{2^{2}}}}}}",
+           "\\boxed{(10^{10^{7}})!}"]
+#: A plain math-verify call on hostile input that takes longer than this is counted as hung.
+HANG_CAP = 60.0
+
+
+def pairs(path: Path) -> list[tuple[str, str]]:
+    golds = [json.loads(line)["answer"] for line in path.read_text().splitlines() if line.strip()]
+    def write(answer: str) -> str:
+        return f"Working through the problem step by step.\nTherefore, the final answer is $\\boxed{{{answer}}}$."
+    right = [(g, write(g)) for g in golds]
+    wrong = [(g, write(golds[(i + 1) % len(golds)])) for i, g in enumerate(golds)]
+    return right + wrong
+
+
+def plain(gold: str, completion: str) -> bool:
+    from math_verify import parse, verify
+    return bool(verify(parse("\\boxed{" + gold + "}"), parse(completion)))
+
+
+def run_plain(items: list[tuple[str, str]]) -> tuple[float, list[bool]]:
+    start = time.perf_counter()
+    verdicts = [plain(g, c) for g, c in items]
+    return time.perf_counter() - start, verdicts
+
+
+def run_ours(items: list[tuple[str, str]], workers: int) -> tuple[float, float, list[bool]]:
+    pool = make_math_pool(workers)
+    try:
+        verifier = MathVerifier(pool=pool)
+        warm = time.perf_counter()
+        verifier.verify_batch(["\\boxed{1}"] * workers, [Task(f"w{i}", "", str(i)) for i in range(workers)])
+        startup = time.perf_counter() - warm
+        tasks = [Task(f"p{i}", "", g) for i, (g, _) in enumerate(items)]
+        start = time.perf_counter()
+        verdicts = verifier.verify_batch([c for _, c in items], tasks)
+        return time.perf_counter() - start, startup, [v.correct for v in verdicts]
+    finally:
+        pool.close()
+
+
+def _plain_child(conn, completion: str) -> None:
+    logging.disable(logging.CRITICAL)
+    import math_verify  # noqa: F401  (import time is not the call's time)
+    conn.send("ready")
+    start = time.perf_counter()
+    plain("3", completion)
+    conn.send(time.perf_counter() - start)
+
+
+def slowest_plain(completions: list[str]) -> list[float]:
+    """Time of plain math-verify on each hostile answer, in a child process, capped at HANG_CAP."""
+    ctx = mp.get_context("spawn")
+    times = []
+    for completion in completions:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_plain_child, args=(child, completion))
+        proc.start()
+        parent.recv()
+        times.append(parent.recv() if parent.poll(HANG_CAP) else HANG_CAP)
+        proc.kill()
+        proc.join()
+    return times
+
+
+def slowest_ours(completions: list[str], limit: float) -> tuple[list[float], list[str]]:
+    pool = make_math_pool(1)
+    try:
+        verifier = MathVerifier(time_limit=limit, pool=pool)
+        verifier.verify("\\boxed{1}", Task("w", "", "1"))
+        times, reasons = [], []
+        for completion in completions:
+            start = time.perf_counter()
+            reasons.append(verifier.verify(completion, Task("h", "", "3")).reason)
+            times.append(time.perf_counter() - start)
+        return times, reasons
+    finally:
+        pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="MATH-500 test.jsonl")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    parser.add_argument("--limit", type=float, default=5.0, help="our time limit per check (s)")
+    args = parser.parse_args()
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    items = pairs(args.data)
+    print(f"{len(items)} pairs from {args.data}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
+
+    seconds, reference = run_plain(items)
+    print("| verifier | workers | verdicts/s | ratio to plain | start-up (s) | agrees with plain |")
+    print("|---|---|---|---|---|---|")
+    print(f"| plain math-verify (in-process) | 1 | {len(items) / seconds:.0f} | 1.00 | - | - |")
+    for workers in args.workers:
+        ours_s, startup, verdicts = run_ours(items, workers)
+        agree = sum(a == b for a, b in zip(verdicts, reference))
+        print(f"| rewardgym MathVerifier | {workers} | {len(items) / ours_s:.0f} | {seconds / ours_s:.2f} "
+              f"| {startup:.2f} | {agree}/{len(items)} |")
+
+    print(f"\nHostile answers (gold 3): {HOSTILE}")
+    plain_times = slowest_plain(HOSTILE)
+    ours_times, reasons = slowest_ours(HOSTILE, args.limit)
+    print("| answer | plain math-verify (s) | rewardgym (s) | rewardgym reason |")
+    print("|---|---|---|---|")
+    for answer, p, o, r in zip(HOSTILE, plain_times, ours_times, reasons):
+        shown = f">{HANG_CAP:.0f} (killed)" if p >= HANG_CAP else f"{p:.2f}"
+        print(f"| `{answer}` | {shown} | {o:.2f} | {r} |")
+    over = sum(t > args.limit + 0.5 for t in ours_times)
+    print(f"\nrewardgym calls over the {args.limit:g} s limit (+0.5 s kill overhead): {over}")
+    print(f"plain math-verify called from a thread: {plain_in_thread()}")
+
+
+def plain_in_thread() -> str:
+    """What plain math-verify does off the main thread (its timeout is signal.alarm)."""
+    outcome: list[str] = []
+
+    def target() -> None:
+        try:
+            verdict = plain("1", "$\\boxed{1}$")
+            outcome.append(f"returned {verdict}")
+        except Exception as exc:  # noqa: BLE001 - reporting whatever it raises
+            outcome.append(f"raised {type(exc).__name__}")
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    return outcome[0]
+
+
+if __name__ == "__main__":
+    main()
