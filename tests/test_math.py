@@ -307,7 +307,8 @@ def test_hub_references_go_to_datasets_load_dataset(monkeypatch):
     assert env.unwrapped.task_at(0).answer == "7"
     load_records("hf:HuggingFaceH4/MATH-500::test")
     load_records("hf:owner/name")
-    assert calls == [("openai/gsm8k", "main", "test"), ("HuggingFaceH4/MATH-500", None, "test"), ("owner/name", None, "test")]
+    assert calls == [("openai/gsm8k", "main", "test"), ("HuggingFaceH4/MATH-500", None, "test"),
+                     ("owner/name", None, "test")]
     with pytest.raises(DataError, match="unknown key"):
         load_records({"hf": "a/b", "revision": "x"})
     monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed
@@ -366,14 +367,16 @@ def test_procedural_references_score_full_reward_for_every_skill_and_level(verif
              for skill in SKILLS for level in LEVELS for seed in range(3)]
     env = ProceduralMathEnv()
     verdicts = verifier.verify_batch([env.reference(t) for t in tasks], tasks)
-    failed = [(t.meta["skill"], t.meta["difficulty"], t.answer, v.reason) for t, v in zip(tasks, verdicts) if not v.correct]
+    failed = [(t.meta["skill"], t.meta["difficulty"], t.answer, v.reason)
+              for t, v in zip(tasks, verdicts) if not v.correct]
     assert not failed, failed
     wrong = verifier.verify_batch([f"<answer>{t.answer} + 1</answer>" for t in tasks], tasks)
     assert all(v.reward == 0.0 for v in wrong)
 
 
 def test_procedural_difficulty_changes_the_problems():
-    easy, hard = ProceduralMathEnv(skills=["fractions"], difficulty=1), ProceduralMathEnv(skills=["fractions"], difficulty=5)
+    easy = ProceduralMathEnv(skills=["fractions"], difficulty=1)
+    hard = ProceduralMathEnv(skills=["fractions"], difficulty=5)
     assert easy.generate(0).meta["difficulty"] == 1 and hard.generate(0).meta["difficulty"] == 5
     assert sum(len(hard.generate(s).prompt) for s in range(10)) > sum(len(easy.generate(s).prompt) for s in range(10))
 

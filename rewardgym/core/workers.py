@@ -2,8 +2,8 @@
 
 Why: checks such as sympy simplification or running model-written code can hang in C code
 where no signal or thread can interrupt them. Each call here runs in a separate process; a
-worker past its deadline is killed (SIGKILL) and replaced, the call returns a ``timeout``
-result, and the pool keeps serving. The pool is safe to use from any thread.
+worker past its deadline is killed (SIGKILL) and replaced at once, the call returns a
+``timeout`` result, and the pool keeps serving. The pool is safe to use from any thread.
 
 Workers start from a ``forkserver`` (``spawn`` where that is unavailable), never plain ``fork``,
 which is unsafe in a process that runs threads. ``preload`` names modules the fork server

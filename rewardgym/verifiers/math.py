@@ -7,20 +7,23 @@ right: hedging never wins. Repeating one answer is fine.
 
 Equality is decided by Hugging Face's ``math-verify`` (LaTeX and plain expressions parsed to
 sympy, compared numerically and symbolically; see its docs), with an exact-text fallback for
-answers it cannot parse. Both sides are read as if boxed, so ``\\frac{1}{2}``, ``\\dfrac12``
-and ``0.5`` agree, ``1,000`` equals ``1000``, ``50\\%`` equals ``0.5``, ``10 \\text{ cm}``
-equals ``10``, ``(C)`` equals ``C``, ``\\{1,2\\}`` equals ``\\{2,1\\}``; tests/test_math.py holds
-the full table of intended verdicts.
+answers it cannot parse. Both sides are read as if boxed, after two clean-ups math-verify
+lacks (a final period, thin spaces between digit groups), so ``\\frac{1}{2}``, ``\\dfrac12``
+and ``0.5`` agree, ``1,000`` and ``1\\,000`` equal ``1000``, ``50\\%`` equals ``0.5``,
+``10 \\text{ cm}`` equals ``10``, ``(C)`` equals ``C``, ``\\{1,2\\}`` equals ``\\{2,1\\}``;
+tests/test_math.py holds the full table of intended verdicts.
 
-sympy can hang in C code (``\\boxed{9^{9^{9}}}``), where math-verify's own ``signal.alarm``
-timeout cannot reach and which fails off the main thread anyway. So every check runs in a
-killable worker pool (``rewardgym.core.workers``) with math-verify's timeouts switched off:
-a check past ``time_limit`` has its worker killed and gives ``reason="timeout"``. Verdicts
-for repeated (gold, answer) pairs come from a bounded LRU cache (timeouts included, so a
-hostile answer costs one kill, not one per sample).
+math-verify's own timeout is ``signal.alarm``: it raises off the main thread and cannot
+interrupt one long C call inside sympy (``\\boxed{9^{9^{9}}}`` does not finish in seconds). So every
+check runs in a killable worker pool (``rewardgym.core.workers``) with math-verify's timeouts
+switched off: a check past ``time_limit`` has its worker killed and gives ``reason="timeout"``.
+Verdicts for repeated (gold, answer) pairs come from a bounded LRU cache (timeouts included,
+so a hostile answer costs one kill, not one per sample, and repeats agree).
 
-Reasons beyond the shared ones: none. ``parsed`` is math-verify's normalised form of the
-answer (``0.5`` -> ``\\frac{1}{2}``), or the answer text when it could not be parsed.
+Reasons: ``ok``, ``wrong_answer``, ``no_answer``, ``ambiguous``, ``timeout``; ``format_error``
+for an empty answer or one over ``MAX_ANSWER_CHARS``; ``runtime_error`` when the worker died
+(e.g. the memory limit). ``parsed`` is math-verify's normalised form of the answer
+(``0.5`` -> ``\\frac{1}{2}``), or the answer text when it could not be parsed.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from functools import lru_cache
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from ..core.answer import extract_answer
@@ -92,7 +95,8 @@ _POOL_LOCK = threading.Lock()
 
 def make_math_pool(num_workers: int | None = None) -> WorkerPool:
     """A new pool set up for math checks (math-verify preloaded, memory-limited workers)."""
-    return WorkerPool(num_workers, initializer=_warm_up, preload=[f"{__package__}.math_warm"], memory_limit=WORKER_MEMORY)
+    return WorkerPool(num_workers, initializer=_warm_up, preload=[f"{__package__}.math_warm"],
+                      memory_limit=WORKER_MEMORY)
 
 
 def math_pool() -> WorkerPool:
