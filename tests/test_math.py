@@ -362,6 +362,24 @@ def test_procedural_tasks_are_a_pure_function_of_the_seed():
     assert a.generate(3) != a.generate(4)
 
 
+def test_procedural_tasks_agree_across_processes_and_hash_seeds():
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib; from rewardgym.envs.math import ProceduralMathEnv as E; e = E(difficulty=[1, 5]); "
+            "print(hashlib.sha256(''.join(e.generate(s).fingerprint() for s in range(120)).encode()).hexdigest())")
+    env = ProceduralMathEnv(difficulty=[1, 5])
+    here = hashlib.sha256("".join(env.generate(s).fingerprint() for s in range(120)).encode()).hexdigest()
+    root = str(Path(__file__).resolve().parents[1])
+    for hash_seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                             env={**os.environ, "PYTHONHASHSEED": hash_seed,
+                                  "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])})
+        assert out.stdout.strip() == here
+
+
 def test_procedural_references_score_full_reward_for_every_skill_and_level(verifier):
     tasks = [ProceduralMathEnv(skills=[skill], difficulty=level).generate(seed)
              for skill in SKILLS for level in LEVELS for seed in range(3)]
