@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +191,28 @@ def test_context_manager_and_lazy_start():
 def test_fork_is_refused():
     with pytest.raises(ValueError, match="fork"):
         WorkerPool(1, start_method="fork")
+
+
+def test_workers_end_with_the_interpreter(tmp_path):
+    """A pool left open (even with a call hanging in another thread) is cleaned up at exit."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "leave_open.py"
+    script.write_text(
+        "import threading, time\n"
+        "from rewardgym.core.workers import WorkerPool\n"
+        "def forever():\n"
+        "    while True: time.sleep(1)\n"
+        "if __name__ == '__main__':\n"
+        "    pool = WorkerPool(2)\n"
+        "    threading.Thread(target=pool.call, args=(forever,), kwargs={'timeout': 600}, daemon=True).start()\n"
+        "    time.sleep(0.1)\n"
+        "    assert pool.call(abs, -1, timeout=30).value == 1\n"
+        "    print(*pool.pids, flush=True)\n")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    pids = {int(p) for p in out.stdout.split()}
+    assert len(pids) == 2 and _gone(pids)
