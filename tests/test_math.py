@@ -220,6 +220,15 @@ def test_dataset_gold_answers_score_and_perturbations_do_not(verifier, name, rec
     assert not scored, scored[:10]
 
 
+def test_math_solutions_boxed_answer_as_gold_agrees_with_the_answer_field(verifier):
+    """MATH-style data without an answer field: the gold is the last box of the solution."""
+    rows = read_jsonl("math500_test.jsonl")
+    env = MathEnv(data=[{"problem": r["problem"], "solution": r["solution"]} for r in rows])
+    tasks = [env.task_at(i) for i in range(env.num_tasks)]
+    verdicts = verifier.verify_batch([as_model_would(r["answer"]) for r in rows], tasks)
+    assert [t.id for t, v in zip(tasks, verdicts) if not v.correct] == []
+
+
 # -- dataset-backed MathEnv -------------------------------------------------------------------
 RECORDS = [
     {"question": "What is 2 + 2?", "answer": "Add them. #### 4"},
