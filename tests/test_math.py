@@ -281,6 +281,8 @@ def test_math_env_seeded_reset_and_field_options():
     ({"data": [{"question": "q", "answer": "1"}, {"question": "q"}]}, "record #1 has no field 'answer'"),
     ({"data": [{"question": "q", "answer": "1"}], "answer_format": "latex"}, "answer_format must be one of"),
     ({"data": [1, 2]}, "record #0 of the given list is int"),
+    ({"data": [{"question": "q", "answer": "1", "k": 1}] * 2, "id_field": "k"}, "record #1: task id 'math-1' repeats"),
+    ({"data": [{"question": "q", "answer": "1"}], "meta_fields": ["level"]}, "record #0 has no field 'level'"),
 ])
 def test_math_env_errors_name_the_problem(kwargs, match):
     with pytest.raises((ValueError, DataRequired), match=match):
@@ -346,6 +348,8 @@ def test_registered_dataset_envs(env_id, file, first_answer):
     check_env(env.unwrapped, skip_render_check=True)
     obs, info = env.reset(options={"index": 0})
     assert info["task"].answer == first_answer and obs
+    if env_id == "rewardgym/MATH500-v0":
+        assert info["task"].meta == {"index": 0, "source": "math500", "subject": "Precalculus", "level": 2}
     reward = env.step(env.unwrapped.reference(info["task"]))[1]
     assert reward == 1.0
     assert env.reset(seed=11)[1]["task"] == env.reset(seed=11)[1]["task"]
