@@ -188,6 +188,18 @@ def test_context_manager_and_lazy_start():
     assert not _alive(pid)
 
 
+def allocate(megabytes: int) -> int:
+    return len(bytearray(megabytes * 1024 * 1024))
+
+
+def test_memory_limit_is_on_top_of_the_start_size():
+    with WorkerPool(1, memory_limit=200 * 1024 * 1024) as pool:
+        assert pool.call(allocate, 50, timeout=30).value == 50 * 1024 * 1024
+        result = pool.call(allocate, 1000, timeout=30)
+        assert result.status == ERROR and "MemoryError" in result.error
+        assert pool.call(square, 2, timeout=30).value == 4
+
+
 def test_fork_is_refused():
     with pytest.raises(ValueError, match="fork"):
         WorkerPool(1, start_method="fork")

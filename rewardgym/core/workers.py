@@ -56,7 +56,8 @@ def _worker_main(conn: Connection, initializer: Callable[..., Any] | None, inita
     try:
         if memory_limit:
             import resource
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+            limit = _address_space() + memory_limit
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         if initializer is not None:
             initializer(*initargs)
         conn.send(("ready", None))
@@ -79,6 +80,15 @@ def _worker_main(conn: Connection, initializer: Callable[..., Any] | None, inita
             conn.send(reply)
         except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable return value
             conn.send((ERROR, f"result could not be sent back: {type(exc).__name__}: {exc}"[:2000]))
+
+
+def _address_space() -> int:
+    """This process's current virtual memory size in bytes (0 where /proc is unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class WorkerStartError(RuntimeError):
@@ -156,8 +166,10 @@ class WorkerPool:
       initializer, initargs: run once in every new worker (e.g. import and warm up a library).
       preload: modules the fork server imports before forking workers (forkserver only; the
         fork server is shared by the whole interpreter, so this applies when it first starts).
-      memory_limit: address-space limit per worker in bytes (None: no limit); a worker that
-        exceeds it fails the call with ``error`` or ``crashed``, and is replaced.
+      memory_limit: address space in bytes a worker may add to what it holds at start (None:
+        no limit); relative, because a worker forked from a process that imported torch or
+        similar already holds gigabytes of mappings. A call that exceeds it gets ``error``
+        (MemoryError) or ``crashed``.
       start_method: ``forkserver`` (default where available) or ``spawn``.
 
     Workers start lazily on first use. ``close()`` (or leaving a ``with`` block, or interpreter

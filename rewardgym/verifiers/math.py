@@ -46,7 +46,8 @@ from ..core.workers import Result, WorkerPool
 MAX_ANSWER_CHARS = 1_000
 #: Longest normalised form reported in ``Verdict.parsed``.
 MAX_PARSED_CHARS = 500
-#: Address-space limit of a math worker: a runaway sympy computation dies, not the machine.
+#: Address space a math worker may allocate beyond its start-up size: a runaway sympy
+#: computation fails, the machine does not swap.
 WORKER_MEMORY = 2 * 1024**3
 
 
