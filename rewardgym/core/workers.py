@@ -7,7 +7,8 @@ worker past its deadline is killed (SIGKILL) and replaced at once, the call retu
 
 Workers start from a ``forkserver`` (``spawn`` where that is unavailable), never plain ``fork``,
 which is unsafe in a process that runs threads. ``preload`` names modules the fork server
-imports once, so replacing a killed worker costs a fork, not a fresh ``import sympy``.
+imports once, so replacing a killed worker costs a fork, not a fresh ``import sympy``; the
+fork server is one per interpreter, so preload requests from all pools add up.
 
 The deadline bounds the time a call runs on a worker; waiting for a free worker (when more
 callers than workers) and a fresh worker's start-up are not counted against it.
@@ -150,6 +151,21 @@ class _Worker:
         self.kill()
 
 
+#: What the fork server imports when it starts; "__main__" is Python's own default, and keeping
+#: it spares each worker a re-import of the main module.
+_PRELOAD = ["__main__"]
+
+
+def request_preload(modules: Iterable[str]) -> None:
+    """Ask the (interpreter-wide) fork server to import ``modules`` before it forks workers.
+    Requests add up across pools; they take effect only if made before the fork server starts
+    (the first worker of any pool), so a module can request at import time what its pools need."""
+    added = [m for m in modules if m not in _PRELOAD]
+    if added and "forkserver" in mp.get_all_start_methods():
+        _PRELOAD.extend(added)
+        mp.get_context("forkserver").set_forkserver_preload(list(_PRELOAD))
+
+
 def _context(start_method: str | None) -> mp.context.BaseContext:
     if start_method == "fork":
         raise ValueError("WorkerPool: start_method 'fork' is unsafe with threads; use 'forkserver' or 'spawn'")
@@ -164,8 +180,7 @@ class WorkerPool:
     Args:
       num_workers: number of processes (default: CPU count).
       initializer, initargs: run once in every new worker (e.g. import and warm up a library).
-      preload: modules the fork server imports before forking workers (forkserver only; the
-        fork server is shared by the whole interpreter, so this applies when it first starts).
+      preload: modules the fork server imports before forking workers (see ``request_preload``).
       memory_limit: address space in bytes a worker may add to what it holds at start (None:
         no limit); relative, because a worker forked from a process that imported torch or
         similar already holds gigabytes of mappings. A call that exceeds it gets ``error``
@@ -183,9 +198,7 @@ class WorkerPool:
         if self.num_workers < 1:
             raise ValueError(f"WorkerPool: num_workers must be >= 1, got {num_workers}")
         self._ctx = _context(start_method)
-        if preload and self._ctx.get_start_method() == "forkserver":
-            # "__main__" is Python's own default; keeping it spares each worker a re-import of it.
-            self._ctx.set_forkserver_preload(["__main__", *preload])
+        request_preload(preload)
         self._spawn_args = (initializer, tuple(initargs), memory_limit)
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()

@@ -40,7 +40,7 @@ from typing import Any
 from ..core.answer import extract_answer
 from ..core.types import FORMAT_ERROR, RUNTIME_ERROR, TIMEOUT, WRONG_ANSWER, Task, Verdict
 from ..core.verifier import Verifier
-from ..core.workers import Result, WorkerPool
+from ..core.workers import Result, WorkerPool, request_preload
 
 #: Longest answer (after extraction) that is sent to sympy; longer ones are a format error.
 MAX_ANSWER_CHARS = 1_000
@@ -94,10 +94,15 @@ _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
+_WARM_MODULE = f"{__package__}.math_warm"
+# Requested at import, so that a fork server started by any pool (say, a vector env's) forks warm
+# math workers too.
+request_preload([_WARM_MODULE])
+
+
 def make_math_pool(num_workers: int | None = None) -> WorkerPool:
     """A new pool set up for math checks (math-verify preloaded, memory-limited workers)."""
-    return WorkerPool(num_workers, initializer=_warm_up, preload=[f"{__package__}.math_warm"],
-                      memory_limit=WORKER_MEMORY)
+    return WorkerPool(num_workers, initializer=_warm_up, preload=[_WARM_MODULE], memory_limit=WORKER_MEMORY)
 
 
 def math_pool() -> WorkerPool:
