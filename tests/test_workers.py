@@ -134,6 +134,16 @@ def test_map_keeps_order_and_bounds_each_item(pool):
     assert [r.value for r in pool.map(square, range(12), timeout=10)] == [i * i for i in range(12)]
 
 
+def test_map_chunks_bound_each_item_and_isolate_bad_ones(pool):
+    items = [(0.0, 1), (60, 2), (0.0, 3), (0.0, 4), (60, 5), (0.0, 6)]
+    results = pool.map(sleep_then, items, timeout=0.5, star=True, chunksize=6)
+    assert [r.status for r in results] == [OK, TIMEOUT, OK, OK, TIMEOUT, OK]
+    assert [r.value for r in results] == [1, None, 3, 4, None, 6]
+    mixed = pool.map(square, [2, threading.Lock(), 3], timeout=10, chunksize=3)  # a lock does not pickle
+    assert [r.status for r in mixed] == [OK, ERROR, OK] and mixed[0].value == 4 and mixed[2].value == 9
+    assert "could not send" in mixed[1].error
+
+
 def meet(folder: str, name: str, others: int) -> bool:
     """Leave a mark and wait (up to 20 s) until ``others`` more marks exist: only items that
     run at the same time can all see each other."""

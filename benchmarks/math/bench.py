@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from rewardgym.core.types import Task
+from rewardgym.core.workers import WorkerPool
 from rewardgym.verifiers.math import MathVerifier, make_math_pool
 
 HOSTILE = ["\\boxed{9^{9^{9}}}", "\\boxed{9^{9^{9^{9}}}}", "\\boxed{10^{10^{10}}}", "\\boxed{2^{2^{2^{2^{2^{2}}}}}}",
@@ -42,6 +43,25 @@ def pairs(path: Path) -> list[tuple[str, str]]:
 def plain(gold: str, completion: str) -> bool:
     from math_verify import parse, verify
     return bool(verify(parse("\\boxed{" + gold + "}"), parse(completion)))
+
+
+def spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def machine_scaling(workers: int) -> float:
+    """Control: how much faster 4 * workers pure-Python CPU loops finish on ``workers`` processes
+    than on one, i.e. the scaling this machine allows right now."""
+    def timed(n: int) -> float:
+        with WorkerPool(n) as pool:
+            pool.map(spin, [1] * n, timeout=60)  # start the workers
+            start = time.perf_counter()
+            pool.map(spin, [2_000_000] * (4 * workers), timeout=600)
+            return time.perf_counter() - start
+    return timed(1) / timed(workers)
 
 
 def run_plain(items: list[tuple[str, str]]) -> tuple[float, list[bool]]:
@@ -123,6 +143,10 @@ def main() -> None:
         agree = sum(a == b for a, b in zip(verdicts, reference))
         print(f"| rewardgym MathVerifier | {workers} | {len(items) / ours_s:.0f} | {seconds / ours_s:.2f} "
               f"| {startup:.2f} | {agree}/{len(items)} |")
+    for workers in args.workers:
+        if workers > 1:
+            print(f"\nControl: a pure-Python CPU loop ran {machine_scaling(workers):.2f}x faster on {workers} "
+                  "processes than on 1 (the scaling this machine allowed during the run).")
 
     print(f"\nHostile answers (gold 3): {HOSTILE}")
     plain_times = slowest_plain(HOSTILE)

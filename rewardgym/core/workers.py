@@ -53,7 +53,7 @@ class Result:
 
 def _worker_main(conn: Connection, initializer: Callable[..., Any] | None, initargs: tuple,
                  memory_limit: int | None) -> None:
-    """Worker loop: receive ``(fn, args)``, send ``(status, value_or_error)``; exit on None."""
+    """Worker loop: receive ``(fn, [args, ...])``, send ``(status, value_or_error)`` per item; exit on None."""
     try:
         if memory_limit:
             import resource
@@ -72,15 +72,16 @@ def _worker_main(conn: Connection, initializer: Callable[..., Any] | None, inita
             return
         if job is None:
             return
-        fn, args = job
-        try:
-            reply = (OK, fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - a failing function is a result, not a crash
-            reply = (ERROR, f"{type(exc).__name__}: {exc}"[:2000])
-        try:
-            conn.send(reply)
-        except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable return value
-            conn.send((ERROR, f"result could not be sent back: {type(exc).__name__}: {exc}"[:2000]))
+        fn, batch = job
+        for args in batch:  # one reply per item, sent as soon as it is ready
+            try:
+                reply = (OK, fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - a failing function is a result, not a crash
+                reply = (ERROR, f"{type(exc).__name__}: {exc}"[:2000])
+            try:
+                conn.send(reply)
+            except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable return value
+                conn.send((ERROR, f"result could not be sent back: {type(exc).__name__}: {exc}"[:2000]))
 
 
 def _address_space() -> int:
@@ -212,34 +213,24 @@ class WorkerPool:
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float) -> Result:
         """Run ``fn(*args)`` on a worker; the result within ``timeout`` seconds of it starting there.
         Raises WorkerStartError when no worker can be started, RuntimeError after close()."""
-        worker = self._acquire()
-        healthy = False
-        try:
-            try:
-                worker.conn.send((fn, args))
-            except Exception as exc:  # noqa: BLE001 - unpicklable function or arguments
-                healthy = worker.process.is_alive()
-                return Result(ERROR, error=f"could not send the call: {type(exc).__name__}: {exc}")
-            if not worker.conn.poll(timeout):
-                return Result(TIMEOUT, error=f"no result within {timeout:g} s; worker killed")
-            try:
-                status, value = worker.conn.recv()
-            except (EOFError, OSError):
-                return Result(CRASHED, error=_exit_description(worker))
-            healthy = True
-            return Result(OK, value) if status == OK else Result(ERROR, error=value)
-        finally:
-            self._release(worker, healthy)
+        return self._run(fn, [args], timeout)[0]
 
-    def map(self, fn: Callable[..., Any], items: Iterable[Any], *, timeout: float,
-            star: bool = False) -> list[Result]:
+    def map(self, fn: Callable[..., Any], items: Iterable[Any], *, timeout: float, star: bool = False,
+            chunksize: int | None = None) -> list[Result]:
         """``call(fn, item)`` for every item, in parallel over the workers; results in order.
-        With ``star=True`` each item is a tuple of arguments."""
+        With ``star=True`` each item is a tuple of arguments. Items go to workers in chunks
+        (default: about four per worker) that a worker runs back to back, replying per item, so
+        it never waits on this process between items; each item still has its own ``timeout``
+        from the moment the worker starts it."""
         calls = [tuple(item) if star else (item,) for item in items]
-        if len(calls) <= 1:
-            return [self.call(fn, *args, timeout=timeout) for args in calls]
+        if not calls:
+            return []
+        size = chunksize or max(1, min(64, -(-len(calls) // (4 * self.num_workers))))
+        chunks = [calls[i:i + size] for i in range(0, len(calls), size)]
+        if len(chunks) == 1:
+            return self._run(fn, chunks[0], timeout)
         executor = self._thread_executor()
-        return list(executor.map(lambda args: self.call(fn, *args, timeout=timeout), calls))
+        return [r for results in executor.map(lambda chunk: self._run(fn, chunk, timeout), chunks) for r in results]
 
     def close(self) -> None:
         """Stop every worker; later calls raise RuntimeError. Safe to call twice."""
@@ -263,6 +254,45 @@ class WorkerPool:
             return sorted(w.process.pid for w in self._all if w.process.pid is not None)
 
     # -- internals ----------------------------------------------------------------------
+    def _run(self, fn: Callable[..., Any], batch: list[tuple], timeout: float) -> list[Result]:
+        """Run a batch on one worker; after a timeout or crash the rest goes to a fresh worker."""
+        results: list[Result] = []
+        while len(results) < len(batch):
+            rest = batch[len(results):]
+            part = self._run_on_one(fn, rest, timeout)
+            if part is None:  # the batch did not pickle: send items one at a time to find the culprit
+                part = [r for args in rest for r in self._run_on_one(fn, [args], timeout) or ()]
+            results.extend(part)
+        return results
+
+    def _run_on_one(self, fn: Callable[..., Any], batch: list[tuple], timeout: float) -> list[Result] | None:
+        """Results for a prefix of ``batch`` (all of it unless an item timed out or crashed);
+        None when a batch of several could not be sent."""
+        worker = self._acquire()
+        healthy, results = False, []
+        try:
+            try:
+                worker.conn.send((fn, batch))
+            except Exception as exc:  # noqa: BLE001 - unpicklable function or arguments
+                healthy = worker.process.is_alive()
+                if len(batch) > 1:
+                    return None
+                return [Result(ERROR, error=f"could not send the call: {type(exc).__name__}: {exc}")]
+            for _ in batch:
+                if not worker.conn.poll(timeout):
+                    results.append(Result(TIMEOUT, error=f"no result within {timeout:g} s; worker killed"))
+                    return results
+                try:
+                    status, value = worker.conn.recv()
+                except (EOFError, OSError):
+                    results.append(Result(CRASHED, error=_exit_description(worker)))
+                    return results
+                results.append(Result(OK, value) if status == OK else Result(ERROR, error=value))
+            healthy = True
+            return results
+        finally:
+            self._release(worker, healthy)
+
     def _thread_executor(self) -> ThreadPoolExecutor:
         with self._cond:
             if self._closed:

@@ -70,7 +70,6 @@ def normalise(text: str) -> str:
     return text[:-1].rstrip() if text.endswith(".") and len(text) > 1 else text
 
 
-@lru_cache(maxsize=4096)
 def _parse(text: str) -> list[Any]:
     from math_verify import parse
     text = normalise(text)
@@ -78,10 +77,14 @@ def _parse(text: str) -> list[Any]:
     return parse(boxed, parsing_timeout=None)
 
 
+#: A gold answer is checked against many samples (GRPO draws a group per prompt): parse it once.
+_parse_gold = lru_cache(maxsize=4096)(_parse)
+
+
 def judge(gold: str, answer: str) -> tuple[bool, str | None]:
     """(equal, normalised answer) for one pair; runs in a worker, may be slow on hostile input."""
     from math_verify import verify
-    target, expected = _parse(answer), _parse(gold)
+    target, expected = _parse(answer), _parse_gold(gold)
     normal = next((x for x in reversed(target) if isinstance(x, str)), None)
     equal = bool(target and expected and verify(expected, target, timeout_seconds=None))
     if not equal:
