@@ -17,6 +17,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -129,35 +130,59 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="MATH-500 test.jsonl")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1])
     parser.add_argument("--limit", type=float, default=5.0, help="our time limit per check (s)")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per variant (median reported)")
     args = parser.parse_args()
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     items = pairs(args.data)
     print(f"{len(items)} pairs from {args.data}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
+    throughput(items, args.workers, args.rounds)
+    hostile(args.limit)
 
-    seconds, reference = run_plain(items)
+
+def throughput(items: list[tuple[str, str]], worker_counts: list[int], rounds: int) -> None:
+    # Rounds rotate the order of the variants, so a change in the machine's load mid-run does not
+    # favour one of them; each figure is the median over the rounds.
+    variants = [0, *worker_counts]  # 0 stands for plain math-verify
+    times: dict[int, list[float]] = {v: [] for v in variants}
+    startups: dict[int, list[float]] = {v: [] for v in variants}
+    reference: list[bool] = []
+    agreement: dict[int, list[bool]] = {}
+    for r in range(rounds):
+        for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
+            if variant == 0:
+                seconds, reference = run_plain(items)
+            else:
+                seconds, startup, verdicts = run_ours(items, variant)
+                startups[variant].append(startup)
+                agreement[variant] = verdicts
+            times[variant].append(seconds)
+    plain_s = statistics.median(times[0])
+    print(f"{rounds} rounds; figures are medians")
     print("| verifier | workers | verdicts/s | ratio to plain | start-up (s) | agrees with plain |")
     print("|---|---|---|---|---|---|")
-    print(f"| plain math-verify (in-process) | 1 | {len(items) / seconds:.0f} | 1.00 | - | - |")
-    for workers in args.workers:
-        ours_s, startup, verdicts = run_ours(items, workers)
-        agree = sum(a == b for a, b in zip(verdicts, reference))
-        print(f"| rewardgym MathVerifier | {workers} | {len(items) / ours_s:.0f} | {seconds / ours_s:.2f} "
-              f"| {startup:.2f} | {agree}/{len(items)} |")
-    for workers in args.workers:
+    print(f"| plain math-verify (in-process) | 1 | {len(items) / plain_s:.0f} | 1.00 | - | - |")
+    for workers in worker_counts:
+        ours_s = statistics.median(times[workers])
+        agree = sum(a == b for a, b in zip(agreement[workers], reference))
+        print(f"| rewardgym MathVerifier | {workers} | {len(items) / ours_s:.0f} | {plain_s / ours_s:.2f} "
+              f"| {statistics.median(startups[workers]):.2f} | {agree}/{len(items)} |")
+    for workers in worker_counts:
         if workers > 1:
             print(f"\nControl: a pure-Python CPU loop ran {machine_scaling(workers):.2f}x faster on {workers} "
                   "processes than on 1 (the scaling this machine allowed during the run).")
 
+
+def hostile(limit: float) -> None:
     print(f"\nHostile answers (gold 3): {HOSTILE}")
     plain_times = slowest_plain(HOSTILE)
-    ours_times, reasons = slowest_ours(HOSTILE, args.limit)
+    ours_times, reasons = slowest_ours(HOSTILE, limit)
     print("| answer | plain math-verify (s) | rewardgym (s) | rewardgym reason |")
     print("|---|---|---|---|")
     for answer, p, o, r in zip(HOSTILE, plain_times, ours_times, reasons):
         shown = f">{HANG_CAP:.0f} (killed)" if p >= HANG_CAP else f"{p:.2f}"
         print(f"| `{answer}` | {shown} | {o:.2f} | {r} |")
-    over = sum(t > args.limit + 0.5 for t in ours_times)
-    print(f"\nrewardgym calls over the {args.limit:g} s limit (+0.5 s kill overhead): {over}")
+    over = sum(t > limit + 0.5 for t in ours_times)
+    print(f"\nrewardgym calls over the {limit:g} s limit (+0.5 s kill overhead): {over}")
     print(f"plain math-verify called from a thread: {plain_in_thread()}")
 
 
