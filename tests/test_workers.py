@@ -198,6 +198,15 @@ def test_context_manager_and_lazy_start():
     assert not _alive(pid)
 
 
+def test_start_brings_up_every_worker():
+    with WorkerPool(2) as pool:
+        pool.start()
+        pids = set(pool.pids)
+        assert len(pids) == 2
+        pool.start()  # idempotent
+        assert set(pool.pids) == pids
+
+
 def allocate(megabytes: int) -> int:
     return len(bytearray(megabytes * 1024 * 1024))
 

@@ -65,25 +65,38 @@ def machine_scaling(workers: int) -> float:
     return timed(1) / timed(workers)
 
 
-def run_plain(items: list[tuple[str, str]]) -> tuple[float, list[bool]]:
-    start = time.perf_counter()
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes, from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def run_plain(items: list[tuple[str, str]]) -> tuple[float, float, list[bool]]:
+    """Wall and CPU seconds of plain math-verify on the items, and its verdicts."""
+    start, cpu = time.perf_counter(), time.process_time()
     verdicts = [plain(g, c) for g, c in items]
-    return time.perf_counter() - start, verdicts
+    return time.perf_counter() - start, time.process_time() - cpu, verdicts
 
 
-def run_ours(items: list[tuple[str, str]], workers: int) -> tuple[float, float, list[bool]]:
-    pool = make_math_pool(workers)
-    try:
-        verifier = MathVerifier(pool=pool)
+def run_ours(items: list[tuple[str, str]], workers: int) -> tuple[float, float, float, list[bool]]:
+    """Wall and CPU seconds (this process and the workers) of our verifier, start-up, verdicts."""
+    with make_math_pool(workers) as pool:
         warm = time.perf_counter()
-        verifier.verify_batch(["\\boxed{1}"] * workers, [Task(f"w{i}", "", str(i)) for i in range(workers)])
+        pool.start()
         startup = time.perf_counter() - warm
+        verifier = MathVerifier(pool=pool)
         tasks = [Task(f"p{i}", "", g) for i, (g, _) in enumerate(items)]
-        start = time.perf_counter()
+        pids = pool.pids
+        start, cpu, worker_cpu = time.perf_counter(), time.process_time(), cpu_seconds(pids)
         verdicts = verifier.verify_batch([c for _, c in items], tasks)
-        return time.perf_counter() - start, startup, [v.correct for v in verdicts]
-    finally:
-        pool.close()
+        wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu + cpu_seconds(pids) - worker_cpu
+        return wall, cpu, startup, [v.correct for v in verdicts]
 
 
 def _plain_child(conn, completion: str) -> None:
@@ -141,31 +154,35 @@ def main() -> None:
 
 def throughput(items: list[tuple[str, str]], worker_counts: list[int], rounds: int) -> None:
     # Rounds rotate the order of the variants, so a change in the machine's load mid-run does not
-    # favour one of them; each figure is the median over the rounds.
+    # favour one of them; each figure is the median over the rounds. CPU seconds (this process
+    # plus the workers) measure the cost per core even when other jobs compete for the cores.
     variants = [0, *worker_counts]  # 0 stands for plain math-verify
-    times: dict[int, list[float]] = {v: [] for v in variants}
+    wall: dict[int, list[float]] = {v: [] for v in variants}
+    cpu: dict[int, list[float]] = {v: [] for v in variants}
     startups: dict[int, list[float]] = {v: [] for v in variants}
-    reference: list[bool] = []
-    agreement: dict[int, list[bool]] = {}
+    verdicts: dict[int, list[bool]] = {}
     for r in range(rounds):
         for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
             if variant == 0:
-                seconds, reference = run_plain(items)
+                seconds, cpu_s, verdicts[0] = run_plain(items)
             else:
-                seconds, startup, verdicts = run_ours(items, variant)
+                seconds, cpu_s, startup, verdicts[variant] = run_ours(items, variant)
                 startups[variant].append(startup)
-                agreement[variant] = verdicts
-            times[variant].append(seconds)
-    plain_s = statistics.median(times[0])
+            wall[variant].append(seconds)
+            cpu[variant].append(cpu_s)
+    n = len(items)
+    plain_wall, plain_cpu = statistics.median(wall[0]), statistics.median(cpu[0])
     print(f"{rounds} rounds; figures are medians")
-    print("| verifier | workers | verdicts/s | ratio to plain | start-up (s) | agrees with plain |")
-    print("|---|---|---|---|---|---|")
-    print(f"| plain math-verify (in-process) | 1 | {len(items) / plain_s:.0f} | 1.00 | - | - |")
+    print("| verifier | workers | verdicts/s | ratio to plain | verdicts per CPU-second | ratio to plain "
+          "| start-up (s) | agrees with plain |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| plain math-verify (in-process) | 1 | {n / plain_wall:.0f} | 1.00 | {n / plain_cpu:.0f} | 1.00 | - | - |")
     for workers in worker_counts:
-        ours_s = statistics.median(times[workers])
-        agree = sum(a == b for a, b in zip(agreement[workers], reference))
-        print(f"| rewardgym MathVerifier | {workers} | {len(items) / ours_s:.0f} | {plain_s / ours_s:.2f} "
-              f"| {statistics.median(startups[workers]):.2f} | {agree}/{len(items)} |")
+        ours_wall, ours_cpu = statistics.median(wall[workers]), statistics.median(cpu[workers])
+        agree = sum(a == b for a, b in zip(verdicts[workers], verdicts[0]))
+        print(f"| rewardgym MathVerifier | {workers} | {n / ours_wall:.0f} | {plain_wall / ours_wall:.2f} "
+              f"| {n / ours_cpu:.0f} | {plain_cpu / ours_cpu:.2f} | {statistics.median(startups[workers]):.2f} "
+              f"| {agree}/{n} |")
     for workers in worker_counts:
         if workers > 1:
             print(f"\nControl: a pure-Python CPU loop ran {machine_scaling(workers):.2f}x faster on {workers} "

@@ -232,6 +232,16 @@ class WorkerPool:
         executor = self._thread_executor()
         return [r for results in executor.map(lambda chunk: self._run(fn, chunk, timeout), chunks) for r in results]
 
+    def start(self) -> None:
+        """Start every worker now and wait until all are ready (otherwise they start on first use)."""
+        held: list[_Worker] = []
+        try:
+            for _ in range(self.num_workers):
+                held.append(self._acquire())
+        finally:
+            for worker in held:
+                self._release(worker, healthy=True)
+
     def close(self) -> None:
         """Stop every worker; later calls raise RuntimeError. Safe to call twice."""
         with self._cond:
