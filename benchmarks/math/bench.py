@@ -77,7 +77,10 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def run_plain(items: list[tuple[str, str]]) -> tuple[float, float, list[bool]]:
-    """Wall and CPU seconds of plain math-verify on the items, and its verdicts."""
+    """Wall and CPU seconds of plain math-verify on the items, and its verdicts. sympy's caches
+    are cleared first: our workers start fresh every round, so plain must not reuse earlier rounds."""
+    from sympy.core.cache import clear_cache
+    clear_cache()
     start, cpu = time.perf_counter(), time.process_time()
     verdicts = [plain(g, c) for g, c in items]
     return time.perf_counter() - start, time.process_time() - cpu, verdicts
