@@ -219,9 +219,13 @@ def test_memory_limit_is_on_top_of_the_start_size():
         assert pool.call(square, 2, timeout=30).value == 4
 
 
-def test_fork_is_refused():
+def test_bad_arguments_are_refused(pool):
     with pytest.raises(ValueError, match="fork"):
         WorkerPool(1, start_method="fork")
+    with pytest.raises(ValueError, match="num_workers"):
+        WorkerPool(-1)
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        pool.call(square, 1, timeout=0)
 
 
 def test_workers_end_with_the_interpreter(tmp_path):

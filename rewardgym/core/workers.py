@@ -266,6 +266,8 @@ class WorkerPool:
     # -- internals ----------------------------------------------------------------------
     def _run(self, fn: Callable[..., Any], batch: list[tuple], timeout: float) -> list[Result]:
         """Run a batch on one worker; after a timeout or crash the rest goes to a fresh worker."""
+        if not timeout > 0:
+            raise ValueError(f"WorkerPool: timeout must be a positive number of seconds, got {timeout!r}")
         results: list[Result] = []
         while len(results) < len(batch):
             rest = batch[len(results):]
