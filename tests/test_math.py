@@ -21,7 +21,7 @@ from rewardgym.core import DataRequired, Task
 from rewardgym.core.data import DataError, load_records
 from rewardgym.envs.math import MathEnv, ProceduralMathEnv, gold_answer
 from rewardgym.envs.math_skills import LEVELS, SKILLS
-from rewardgym.verifiers.math import MathVerifier
+from rewardgym.verifiers.math import MathVerifier, math_pool
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -40,6 +40,12 @@ def read_jsonl(name: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def verifier() -> MathVerifier:
     return MathVerifier()
+
+
+@pytest.fixture
+def warm_pool() -> None:
+    """Start the shared pool's workers first: the limit bounds checks, not the pool's start-up."""
+    math_pool().start()
 
 
 def task(answer: str) -> Task:
@@ -121,7 +127,7 @@ def test_parsed_is_the_normalised_answer(verifier):
 
 
 # -- hostile input: every call returns within its limit and the pool keeps serving --------------
-def test_power_tower_times_out_within_the_limit():
+def test_power_tower_times_out_within_the_limit(warm_pool):
     verifier = MathVerifier(time_limit=1.5)
     start = time.monotonic()
     verdict = verifier.verify("So it is \\boxed{9^{9^{9}}}.", task("3"))
@@ -142,7 +148,7 @@ def test_power_tower_times_out_within_the_limit():
     ("x" * 1_000_000 + " \\boxed{3}", "ok"),  # 1 MB completion, answer at the end
     ("\\boxed{3}" + "y" * 1_000_000, "no_answer"),  # the answer clipped away with the head
 ], ids=["nested-boxes", "long-answer", "deep-parens", "unclosed-tags", "1MB-answer-at-end", "1MB-answer-at-start"])
-def test_hostile_inputs_return_within_the_limit(completion, reason):
+def test_hostile_inputs_return_within_the_limit(warm_pool, completion, reason):
     verifier = MathVerifier(time_limit=2.0)
     start = time.monotonic()
     verdict = verifier.verify(completion, task("3"))
