@@ -21,7 +21,7 @@ from rewardgym.core import DataRequired, Task
 from rewardgym.core.data import DataError, load_records
 from rewardgym.envs.math import MathEnv, ProceduralMathEnv, gold_answer
 from rewardgym.envs.math_skills import LEVELS, SKILLS
-from rewardgym.verifiers.math import MathVerifier
+from rewardgym.verifiers.math import MathVerifier, math_pool
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -40,6 +40,12 @@ def read_jsonl(name: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def verifier() -> MathVerifier:
     return MathVerifier()
+
+
+@pytest.fixture
+def warm_pool() -> None:
+    """Start the shared pool's workers first: the limit bounds checks, not the pool's start-up."""
+    math_pool().start()
 
 
 def task(answer: str) -> Task:
@@ -121,7 +127,7 @@ def test_parsed_is_the_normalised_answer(verifier):
 
 
 # -- hostile input: every call returns within its limit and the pool keeps serving --------------
-def test_power_tower_times_out_within_the_limit():
+def test_power_tower_times_out_within_the_limit(warm_pool):
     verifier = MathVerifier(time_limit=1.5)
     start = time.monotonic()
     verdict = verifier.verify("So it is \\boxed{9^{9^{9}}}.", task("3"))
@@ -142,7 +148,7 @@ def test_power_tower_times_out_within_the_limit():
     ("x" * 1_000_000 + " \\boxed{3}", "ok"),  # 1 MB completion, answer at the end
     ("\\boxed{3}" + "y" * 1_000_000, "no_answer"),  # the answer clipped away with the head
 ], ids=["nested-boxes", "long-answer", "deep-parens", "unclosed-tags", "1MB-answer-at-end", "1MB-answer-at-start"])
-def test_hostile_inputs_return_within_the_limit(completion, reason):
+def test_hostile_inputs_return_within_the_limit(warm_pool, completion, reason):
     verifier = MathVerifier(time_limit=2.0)
     start = time.monotonic()
     verdict = verifier.verify(completion, task("3"))
@@ -220,6 +226,15 @@ def test_dataset_gold_answers_score_and_perturbations_do_not(verifier, name, rec
     assert not scored, scored[:10]
 
 
+def test_math_solutions_boxed_answer_as_gold_agrees_with_the_answer_field(verifier):
+    """MATH-style data without an answer field: the gold is the last box of the solution."""
+    rows = read_jsonl("math500_test.jsonl")
+    env = MathEnv(data=[{"problem": r["problem"], "solution": r["solution"]} for r in rows])
+    tasks = [env.task_at(i) for i in range(env.num_tasks)]
+    verdicts = verifier.verify_batch([as_model_would(r["answer"]) for r in rows], tasks)
+    assert [t.id for t, v in zip(tasks, verdicts) if not v.correct] == []
+
+
 # -- dataset-backed MathEnv -------------------------------------------------------------------
 RECORDS = [
     {"question": "What is 2 + 2?", "answer": "Add them. #### 4"},
@@ -272,6 +287,8 @@ def test_math_env_seeded_reset_and_field_options():
     ({"data": [{"question": "q", "answer": "1"}, {"question": "q"}]}, "record #1 has no field 'answer'"),
     ({"data": [{"question": "q", "answer": "1"}], "answer_format": "latex"}, "answer_format must be one of"),
     ({"data": [1, 2]}, "record #0 of the given list is int"),
+    ({"data": [{"question": "q", "answer": "1", "k": 1}] * 2, "id_field": "k"}, "record #1: task id 'math-1' repeats"),
+    ({"data": [{"question": "q", "answer": "1"}], "meta_fields": ["level"]}, "record #0 has no field 'level'"),
 ])
 def test_math_env_errors_name_the_problem(kwargs, match):
     with pytest.raises((ValueError, DataRequired), match=match):
@@ -290,6 +307,30 @@ def test_data_files_report_file_and_line(tmp_path):
         load_records(tmp_path / "d.csv")
     with pytest.raises(DataError, match="hf:owner/name"):
         load_records("hf:")
+
+
+def test_hub_references_go_to_datasets_load_dataset(monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    def load_dataset(name, config=None, split=None):
+        calls.append((name, config, split))
+        return [{"question": "q", "answer": "#### 7"}]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    env = gym.make("rewardgym/GSM8K-v0", data=rewardgym.spec("GSM8K-v0").data)
+    assert env.unwrapped.task_at(0).answer == "7"
+    load_records("hf:HuggingFaceH4/MATH-500::test")
+    load_records("hf:owner/name")
+    assert calls == [("openai/gsm8k", "main", "test"), ("HuggingFaceH4/MATH-500", None, "test"),
+                     ("owner/name", None, "test")]
+    with pytest.raises(DataError, match="unknown key"):
+        load_records({"hf": "a/b", "revision": "x"})
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed
+    with pytest.raises(DataError, match="pip install datasets"):
+        load_records({"hf": "openai/gsm8k"})
 
 
 def test_gold_answer_formats():
@@ -313,6 +354,8 @@ def test_registered_dataset_envs(env_id, file, first_answer):
     check_env(env.unwrapped, skip_render_check=True)
     obs, info = env.reset(options={"index": 0})
     assert info["task"].answer == first_answer and obs
+    if env_id == "rewardgym/MATH500-v0":
+        assert info["task"].meta == {"index": 0, "source": "math500", "subject": "Precalculus", "level": 2}
     reward = env.step(env.unwrapped.reference(info["task"]))[1]
     assert reward == 1.0
     assert env.reset(seed=11)[1]["task"] == env.reset(seed=11)[1]["task"]
@@ -338,19 +381,39 @@ def test_procedural_tasks_are_a_pure_function_of_the_seed():
     assert a.generate(3) != a.generate(4)
 
 
+def test_procedural_tasks_agree_across_processes_and_hash_seeds():
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib; from rewardgym.envs.math import ProceduralMathEnv as E; e = E(difficulty=[1, 5]); "
+            "print(hashlib.sha256(''.join(e.generate(s).fingerprint() for s in range(120)).encode()).hexdigest())")
+    env = ProceduralMathEnv(difficulty=[1, 5])
+    here = hashlib.sha256("".join(env.generate(s).fingerprint() for s in range(120)).encode()).hexdigest()
+    root = str(Path(__file__).resolve().parents[1])
+    for hash_seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                             env={**os.environ, "PYTHONHASHSEED": hash_seed,
+                                  "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])})
+        assert out.stdout.strip() == here
+
+
 def test_procedural_references_score_full_reward_for_every_skill_and_level(verifier):
     tasks = [ProceduralMathEnv(skills=[skill], difficulty=level).generate(seed)
              for skill in SKILLS for level in LEVELS for seed in range(3)]
     env = ProceduralMathEnv()
     verdicts = verifier.verify_batch([env.reference(t) for t in tasks], tasks)
-    failed = [(t.meta["skill"], t.meta["difficulty"], t.answer, v.reason) for t, v in zip(tasks, verdicts) if not v.correct]
+    failed = [(t.meta["skill"], t.meta["difficulty"], t.answer, v.reason)
+              for t, v in zip(tasks, verdicts) if not v.correct]
     assert not failed, failed
     wrong = verifier.verify_batch([f"<answer>{t.answer} + 1</answer>" for t in tasks], tasks)
     assert all(v.reward == 0.0 for v in wrong)
 
 
 def test_procedural_difficulty_changes_the_problems():
-    easy, hard = ProceduralMathEnv(skills=["fractions"], difficulty=1), ProceduralMathEnv(skills=["fractions"], difficulty=5)
+    easy = ProceduralMathEnv(skills=["fractions"], difficulty=1)
+    hard = ProceduralMathEnv(skills=["fractions"], difficulty=5)
     assert easy.generate(0).meta["difficulty"] == 1 and hard.generate(0).meta["difficulty"] == 5
     assert sum(len(hard.generate(s).prompt) for s in range(10)) > sum(len(easy.generate(s).prompt) for s in range(10))
 

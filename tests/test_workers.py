@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,16 @@ def whoami() -> int:
     return os.getpid()
 
 
+def _gone(pids: set[int], within: float = 10.0) -> bool:
+    """Killed workers are reaped in the background: wait (briefly) until they are gone."""
+    deadline = time.monotonic() + within
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -89,7 +100,8 @@ def test_hanging_call_times_out_and_pool_keeps_serving(pool, fn):
     assert elapsed < 5, "a hanging call must come back soon after its deadline"
     killed = before - set(pool.pids)
     assert len(killed) <= 1
-    assert all(not _alive(pid) for pid in killed)
+    assert len(pool.pids) == len(before), "a killed worker is replaced at once"
+    assert _gone(killed)
     assert pool.call(square, 3, timeout=10).value == 9
 
 
@@ -120,6 +132,16 @@ def test_map_keeps_order_and_bounds_each_item(pool):
     assert [r.status for r in results] == [OK, TIMEOUT, OK, OK]
     assert [r.value for r in results] == [1, None, 3, 4]
     assert [r.value for r in pool.map(square, range(12), timeout=10)] == [i * i for i in range(12)]
+
+
+def test_map_chunks_bound_each_item_and_isolate_bad_ones(pool):
+    items = [(0.0, 1), (60, 2), (0.0, 3), (0.0, 4), (60, 5), (0.0, 6)]
+    results = pool.map(sleep_then, items, timeout=0.5, star=True, chunksize=6)
+    assert [r.status for r in results] == [OK, TIMEOUT, OK, OK, TIMEOUT, OK]
+    assert [r.value for r in results] == [1, None, 3, 4, None, 6]
+    mixed = pool.map(square, [2, threading.Lock(), 3], timeout=10, chunksize=3)  # a lock does not pickle
+    assert [r.status for r in mixed] == [OK, ERROR, OK] and mixed[0].value == 4 and mixed[2].value == 9
+    assert "could not send" in mixed[1].error
 
 
 def meet(folder: str, name: str, others: int) -> bool:
@@ -176,6 +198,70 @@ def test_context_manager_and_lazy_start():
     assert not _alive(pid)
 
 
-def test_fork_is_refused():
+def test_start_brings_up_every_worker():
+    with WorkerPool(2) as pool:
+        pool.start()
+        pids = set(pool.pids)
+        assert len(pids) == 2
+        pool.start()  # idempotent
+        assert set(pool.pids) == pids
+
+
+def allocate(megabytes: int) -> int:
+    return len(bytearray(megabytes * 1024 * 1024))
+
+
+def test_memory_limit_is_on_top_of_the_start_size():
+    with WorkerPool(1, memory_limit=200 * 1024 * 1024) as pool:
+        assert pool.call(allocate, 50, timeout=30).value == 50 * 1024 * 1024
+        result = pool.call(allocate, 1000, timeout=30)
+        assert result.status == ERROR and "MemoryError" in result.error
+        assert pool.call(square, 2, timeout=30).value == 4
+
+
+def test_bad_arguments_are_refused(pool):
     with pytest.raises(ValueError, match="fork"):
         WorkerPool(1, start_method="fork")
+    with pytest.raises(ValueError, match="num_workers"):
+        WorkerPool(-1)
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        pool.call(square, 1, timeout=0)
+
+
+def test_workers_end_with_the_interpreter(tmp_path):
+    """A pool left open (even with a call hanging in another thread) is cleaned up at exit."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "leave_open.py"
+    script.write_text(
+        "import threading, time\n"
+        "from rewardgym.core.workers import WorkerPool\n"
+        "def forever():\n"
+        "    while True: time.sleep(1)\n"
+        "if __name__ == '__main__':\n"
+        "    pool = WorkerPool(2)\n"
+        "    threading.Thread(target=pool.call, args=(forever,), kwargs={'timeout': 600}, daemon=True).start()\n"
+        "    time.sleep(0.1)\n"
+        "    assert pool.call(abs, -1, timeout=30).value == 1\n"
+        "    print(*pool.pids, flush=True)\n")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    pids = {int(p) for p in out.stdout.split()}
+    assert len(pids) == 2 and _gone(pids)
+
+
+def test_a_script_without_a_main_guard_can_use_pools(tmp_path) -> None:
+    """Workers never re-run the caller's __main__, so top-level calls in a plain script work."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain_script.py"
+    script.write_text("import rewardgym\n"
+                      "v = rewardgym.score('GSM8K-v0', ['<answer>72</answer>'], [{'id': 'a', 'prompt': 'p', 'answer': '72'}])\n"
+                      "print('REWARD', v[0].reward)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("REWARD 1.0") == 1

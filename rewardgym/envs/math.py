@@ -8,6 +8,7 @@ configurable field names and gold-answer extraction; ``GSM8KEnv``, ``MATH500Env`
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from collections.abc import Sequence
@@ -64,6 +65,7 @@ class MathEnv(TextEnv):
         (the number after ``####``), ``boxed`` (the last ``\\boxed{}``), ``auto`` (by content;
         the default unless a subclass's ``defaults`` say otherwise).
       id_field: record field with a stable id (default: the record's position).
+      meta_fields: record fields copied into ``Task.meta`` (e.g. subject and level, for breakdowns).
       name: prefix of task ids and name used in messages.
       limit: keep only the first ``limit`` records.
     """
@@ -76,8 +78,9 @@ class MathEnv(TextEnv):
     defaults: dict[str, Any] = {}
 
     def __init__(self, *, data: Any = None, question_field: str | None = None, answer_field: str | None = None,
-                 answer_format: str | None = None, id_field: str | None = None, name: str | None = None,
-                 limit: int | None = None, **base: Any):
+                 answer_format: str | None = None, id_field: str | None = None,
+                 meta_fields: Sequence[str] | None = None, name: str | None = None, limit: int | None = None,
+                 **base: Any):
         super().__init__(**base)
         self.name = name or self.name
         if data is None:
@@ -96,13 +99,21 @@ class MathEnv(TextEnv):
         answer_field = answer_field or self.defaults.get("answer_field") or \
             _first_present(records[0], ("answer", "solution"), "answer", self)
         id_field = id_field or self.defaults.get("id_field")
-        self._rows = [self._row(i, r, question_field, answer_field, answer_format, id_field)
-                      for i, r in enumerate(records)]
+        meta_fields = tuple(self.defaults.get("meta_fields", ()) if meta_fields is None else meta_fields)
+        source = f"{type(self).__name__}: {data if isinstance(data, (str, os.PathLike)) else 'data'}"
+        self._rows = [self._row(f"{source}, record #{i}", i, r, (question_field, answer_field, id_field),
+                                answer_format, meta_fields) for i, r in enumerate(records)]
+        seen: dict[str, int] = {}
+        for i, row in enumerate(self._rows):
+            if row[0] in seen:
+                raise ValueError(f"{source}, record #{i}: task id {row[0]!r} repeats record #{seen[row[0]]}; "
+                                 f"the {id_field!r} field must be unique")
+            seen[row[0]] = i
 
-    def _row(self, index: int, record: dict[str, Any], question_field: str, answer_field: str,
-             answer_format: str, id_field: str | None) -> tuple[str, str, str]:
-        where = f"{type(self).__name__}: record #{index}"
-        for field in (question_field, answer_field) + ((id_field,) if id_field else ()):
+    def _row(self, where: str, index: int, record: dict[str, Any], fields: tuple[str, str, str | None],
+             answer_format: str, meta_fields: tuple[str, ...]) -> tuple[str, str, str, dict[str, Any]]:
+        question_field, answer_field, id_field = fields
+        for field in (question_field, answer_field, *((id_field,) if id_field else ()), *meta_fields):
             if field not in record:
                 raise ValueError(f"{where} has no field {field!r}; fields: {sorted(record)}")
         answer = gold_answer(record[answer_field], answer_format)
@@ -110,7 +121,7 @@ class MathEnv(TextEnv):
             raise ValueError(f"{where}: no {answer_format} answer in field {answer_field!r}: "
                              f"{str(record[answer_field])[-80:]!r}")
         task_id = f"{self.name}-{record[id_field] if id_field else index}"
-        return task_id, str(record[question_field]), answer
+        return task_id, str(record[question_field]), answer, {f: record[f] for f in meta_fields}
 
     @property
     def num_tasks(self) -> int:
@@ -119,9 +130,9 @@ class MathEnv(TextEnv):
     def task_at(self, index: int) -> Task:
         if not 0 <= index < len(self._rows):
             raise IndexError(f"{type(self).__name__}: task index {index} out of range 0..{len(self._rows) - 1}")
-        task_id, question, answer = self._rows[index]
+        task_id, question, answer, extra = self._rows[index]
         return Task(id=task_id, prompt=self.make_prompt(question), answer=answer,
-                    meta={"index": index, "source": self.name})
+                    meta={"index": index, "source": self.name, **extra})
 
     def reference(self, task: Task) -> str:
         return _reference(task.answer)
@@ -149,7 +160,8 @@ class MATH500Env(MathEnv):
     """MATH-500 competition problems (the PRM800K test split of MATH); LaTeX answers."""
 
     name = "math500"
-    defaults = {"question_field": "problem", "answer_field": "answer", "id_field": "unique_id"}
+    defaults = {"question_field": "problem", "answer_field": "answer", "id_field": "unique_id",
+                "meta_fields": ("subject", "level")}
     data_hint = ("MATH-500 test.jsonl from github.com/openai/prm800k (prm800k/math_splits/test.jsonl): "
                  "data='path/to/test.jsonl'; or with `pip install datasets`: "
                  "data={'hf': 'HuggingFaceH4/MATH-500', 'split': 'test'}")

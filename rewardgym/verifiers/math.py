@@ -7,20 +7,23 @@ right: hedging never wins. Repeating one answer is fine.
 
 Equality is decided by Hugging Face's ``math-verify`` (LaTeX and plain expressions parsed to
 sympy, compared numerically and symbolically; see its docs), with an exact-text fallback for
-answers it cannot parse. Both sides are read as if boxed, so ``\\frac{1}{2}``, ``\\dfrac12``
-and ``0.5`` agree, ``1,000`` equals ``1000``, ``50\\%`` equals ``0.5``, ``10 \\text{ cm}``
-equals ``10``, ``(C)`` equals ``C``, ``\\{1,2\\}`` equals ``\\{2,1\\}``; tests/test_math.py holds
-the full table of intended verdicts.
+answers it cannot parse. Both sides are read as if boxed, after two clean-ups math-verify
+lacks (a final period, thin spaces between digit groups), so ``\\frac{1}{2}``, ``\\dfrac12``
+and ``0.5`` agree, ``1,000`` and ``1\\,000`` equal ``1000``, ``50\\%`` equals ``0.5``,
+``10 \\text{ cm}`` equals ``10``, ``(C)`` equals ``C``, ``\\{1,2\\}`` equals ``\\{2,1\\}``;
+tests/test_math.py holds the full table of intended verdicts.
 
-sympy can hang in C code (``\\boxed{9^{9^{9}}}``), where math-verify's own ``signal.alarm``
-timeout cannot reach and which fails off the main thread anyway. So every check runs in a
-killable worker pool (``rewardgym.core.workers``) with math-verify's timeouts switched off:
-a check past ``time_limit`` has its worker killed and gives ``reason="timeout"``. Verdicts
-for repeated (gold, answer) pairs come from a bounded LRU cache (timeouts included, so a
-hostile answer costs one kill, not one per sample).
+math-verify's own timeout is ``signal.alarm``: it raises off the main thread and cannot
+interrupt one long C call inside sympy (``\\boxed{9^{9^{9}}}`` does not finish in seconds). So every
+check runs in a killable worker pool (``rewardgym.core.workers``) with math-verify's timeouts
+switched off: a check past ``time_limit`` has its worker killed and gives ``reason="timeout"``.
+Verdicts for repeated (gold, answer) pairs come from a bounded LRU cache (timeouts included,
+so a hostile answer costs one kill, not one per sample, and repeats agree).
 
-Reasons beyond the shared ones: none. ``parsed`` is math-verify's normalised form of the
-answer (``0.5`` -> ``\\frac{1}{2}``), or the answer text when it could not be parsed.
+Reasons: ``ok``, ``wrong_answer``, ``no_answer``, ``ambiguous``, ``timeout``; ``format_error``
+for an empty answer or one over ``MAX_ANSWER_CHARS``; ``runtime_error`` when the worker died
+(e.g. the memory limit). ``parsed`` is math-verify's normalised form of the answer
+(``0.5`` -> ``\\frac{1}{2}``), or the answer text when it could not be parsed.
 """
 
 from __future__ import annotations
@@ -30,32 +33,30 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from functools import lru_cache
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from ..core.answer import extract_answer
 from ..core.types import FORMAT_ERROR, RUNTIME_ERROR, TIMEOUT, WRONG_ANSWER, Task, Verdict
 from ..core.verifier import Verifier
-from ..core.workers import Result, WorkerPool
+from ..core.workers import Result, WorkerPool, request_preload
 
 #: Longest answer (after extraction) that is sent to sympy; longer ones are a format error.
 MAX_ANSWER_CHARS = 1_000
 #: Longest normalised form reported in ``Verdict.parsed``.
 MAX_PARSED_CHARS = 500
-#: Address-space limit of a math worker: a runaway sympy computation dies, not the machine.
+#: Address space a math worker may allocate beyond its start-up size: a runaway sympy
+#: computation fails, the machine does not swap.
 WORKER_MEMORY = 2 * 1024**3
 
 
 # -- what runs inside a worker -------------------------------------------------------------
-def _quiet() -> None:
-    """Worker initializer: import math-verify and silence its 'timeout disabled' warning."""
+def _warm_up() -> None:
+    """Worker initializer: silence math-verify's 'timeout disabled' warning (the pool is the
+    timeout) and build its parsers, so a fresh worker's first check is not slower than others."""
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    import math_verify
-
-    # The first parse loads the LaTeX grammar; doing it here puts that cost in the worker's
-    # start-up (which, after a kill, overlaps the caller's work) instead of in a verdict's time.
-    math_verify.verify(math_verify.parse("$1$"), math_verify.parse("$1$"))
+    judge("\\frac{1}{2}", "0.5")
 
 
 #: LaTeX spaces between digit groups (``1\\,000``), which math-verify reads as a product.
@@ -69,7 +70,6 @@ def normalise(text: str) -> str:
     return text[:-1].rstrip() if text.endswith(".") and len(text) > 1 else text
 
 
-@lru_cache(maxsize=4096)
 def _parse(text: str) -> list[Any]:
     from math_verify import parse
     text = normalise(text)
@@ -77,10 +77,14 @@ def _parse(text: str) -> list[Any]:
     return parse(boxed, parsing_timeout=None)
 
 
+#: A gold answer is checked against many samples (GRPO draws a group per prompt): parse it once.
+_parse_gold = lru_cache(maxsize=4096)(_parse)
+
+
 def judge(gold: str, answer: str) -> tuple[bool, str | None]:
     """(equal, normalised answer) for one pair; runs in a worker, may be slow on hostile input."""
     from math_verify import verify
-    target, expected = _parse(answer), _parse(gold)
+    target, expected = _parse(answer), _parse_gold(gold)
     normal = next((x for x in reversed(target) if isinstance(x, str)), None)
     equal = bool(target and expected and verify(expected, target, timeout_seconds=None))
     if not equal:
@@ -93,15 +97,24 @@ _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
+_WARM_MODULE = f"{__package__}.math_warm"
+# Requested at import, so that a fork server started by any pool (say, a vector env's) forks warm
+# math workers too.
+request_preload([_WARM_MODULE])
+
+
+def make_math_pool(num_workers: int | None = None) -> WorkerPool:
+    """A new pool set up for math checks (math-verify preloaded, memory-limited workers)."""
+    return WorkerPool(num_workers, initializer=_warm_up, preload=[_WARM_MODULE], memory_limit=WORKER_MEMORY)
+
+
 def math_pool() -> WorkerPool:
     """The process-wide pool every MathVerifier shares, sized by ``REWARDGYM_MATH_WORKERS``
     (default: the CPU count). Created on first use."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            workers = int(os.environ.get("REWARDGYM_MATH_WORKERS", 0)) or os.cpu_count() or 1
-            _POOL = WorkerPool(workers, initializer=_quiet, preload=["sympy", "math_verify"],
-                               memory_limit=WORKER_MEMORY)
+            _POOL = make_math_pool(int(os.environ.get("REWARDGYM_MATH_WORKERS", 0)) or None)
         return _POOL
 
 
