@@ -158,3 +158,19 @@ def test_plot_writes_a_png(tmp_path):
                                            "response_length": 30 - s}) + "\n" for s in range(1, 6)))
     out = plot_curves(metrics, tmp_path / "curves.png")
     assert out is not None and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_curriculum_state_travels_with_checkpoints(tmp_path):
+    from rewardgym.trainers.checkpoint import latest_checkpoint, load_checkpoint
+
+    run = tmp_path / "cur"
+    args = TINY + [f"run_dir={run}", "curriculum=true", "curriculum_window=64", "env=rewardgym/Countdown-v0"]
+    assert train_main(args + ["steps=2"]) == 0
+    _, _, state = load_checkpoint(latest_checkpoint(run))
+    assert len(state["curriculum"]["window"]) == 4  # 2 steps x 2 groups, window not yet full
+    assert train_main(args + ["steps=4"]) == 0  # resumes at step 2 with the saved window
+    _, _, state = load_checkpoint(latest_checkpoint(run))
+    assert len(state["curriculum"]["window"]) == 8 and state["curriculum"]["level"] == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(r["curriculum_level"] == 0 for r in rows)

@@ -83,6 +83,11 @@ class TrainConfig(ModelOptions):
     overlong_factor: float = 1.0
     grad_clip: float = 1.0
     weight_decay: float = 0.0
+    # curriculum (rewardgym.curriculum): the env's difficulty ladder, moved by group success rates
+    curriculum: bool = False
+    curriculum_low: float = 0.2
+    curriculum_high: float = 0.8
+    curriculum_window: int = 16
     # bookkeeping
     checkpoint_every: int = 5
     keep_checkpoints: int = 2

@@ -30,6 +30,7 @@ import torch
 
 import rewardgym
 
+from ..curriculum import Curriculum
 from . import grpo
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
 from .config import SFTConfig, TrainConfig, to_dict
@@ -184,7 +185,13 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
 
     # -- the loop -------------------------------------------------------------------------
     group = cfg.group_size
-    envs = rewardgym.make_vec(cfg.env, num_envs=cfg.tasks_per_step * group, group_size=group)
+    if cfg.curriculum:
+        envs = Curriculum(cfg.env, cfg.tasks_per_step * group, group_size=group, window=cfg.curriculum_window,
+                          target=(cfg.curriculum_low, cfg.curriculum_high))
+        if state is not None and "curriculum" in state:
+            envs.load_state_dict(state["curriculum"])
+    else:
+        envs = rewardgym.make_vec(cfg.env, num_envs=cfg.tasks_per_step * group, group_size=group)
     try:
         for step in range(first_step, cfg.steps):
             generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -218,6 +225,7 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
                 "tokens_per_s": float(lengths.sum()) / max(scored.seconds_generate, 1e-9),
                 "time_generate": scored.seconds_generate, "time_verify": scored.seconds_verify,
                 "time_train": seconds_train,
+                **({"curriculum_level": envs.level} if cfg.curriculum else {}),
             }
             with metrics_path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
@@ -225,8 +233,8 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
                 f"len {row['response_length']:.1f} kl {row['kl']:.4f} groups {row['groups_kept']}/{cfg.tasks_per_step} "
                 f"{scored.seconds_generate + scored.seconds_verify + seconds_train:.1f}s")
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                save_checkpoint(run_dir, step + 1, policy, tokenizer, optimizer, {"config": to_dict(cfg)},
-                                keep=cfg.keep_checkpoints)
+                extra = {"config": to_dict(cfg), **({"curriculum": envs.state_dict()} if cfg.curriculum else {})}
+                save_checkpoint(run_dir, step + 1, policy, tokenizer, optimizer, extra, keep=cfg.keep_checkpoints)
     finally:
         envs.close()
 
