@@ -146,6 +146,44 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     return {**{k: v / steps for k, v in totals.items()}, "optimizer_steps": steps}
 
 
+def grpo_step(cfg: TrainConfig, step: int, envs: Any, policy: DecoderLM, tokenizer: Tokenizer,
+              reference: DecoderLM | None, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """One GRPO step: rollouts for the step's task seeds, rewards, advantages, update; its metrics row."""
+    group = cfg.group_size
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    first_task = step * cfg.tasks_per_step  # the data cursor
+    seeds = [first_task + t for t in range(cfg.tasks_per_step) for _ in range(group)]
+    scored = rollout_and_score(envs, seeds, policy, tokenizer, max_new_tokens=cfg.max_new_tokens,
+                               temperature=cfg.temperature, top_p=cfg.top_p, generator=generator)
+    rollout = scored.rollout
+    lengths = torch.tensor(rollout.lengths)
+    rewards = torch.tensor(scored.rewards, dtype=torch.float32)
+    if cfg.overlong_buffer:
+        rewards = rewards + grpo.overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer,
+                                                  cfg.overlong_factor)
+    advantages = grpo.group_advantages(rewards, group, scale_std=cfg.scale_std)
+    keep = torch.ones(len(rewards), dtype=torch.bool)
+    if cfg.filter_zero_variance:
+        keep = grpo.informative_groups(rewards, group)
+
+    started = time.perf_counter()
+    stats = grpo_update(cfg, policy, reference, optimizer, rollout, advantages, keep, generator)
+    seconds_train = time.perf_counter() - started
+    return {
+        "step": step + 1,
+        "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
+        **{f"reward_{k}": float(v.mean()) for k, v in scored.components.items()},
+        "accuracy": float(scored.correct.mean()),
+        "response_length": float(lengths.float().mean()),
+        "completion_tokens": int(lengths.sum()),
+        "truncated_fraction": float(np.mean(rollout.truncated)),
+        "groups_kept": int(keep.sum()) // group, **stats,
+        "tokens_per_s": float(lengths.sum()) / max(scored.seconds_generate, 1e-9),
+        "time_generate": scored.seconds_generate, "time_verify": scored.seconds_verify,
+        "time_train": seconds_train,
+    }
+
+
 def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     """Run (or resume) a training run in ``cfg.run_dir``; returns the summary also written to summary.json."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -187,43 +225,12 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     envs = rewardgym.make_vec(cfg.env, num_envs=cfg.tasks_per_step * group, group_size=group)
     try:
         for step in range(first_step, cfg.steps):
-            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            first_task = step * cfg.tasks_per_step  # the data cursor
-            seeds = [first_task + t for t in range(cfg.tasks_per_step) for _ in range(group)]
-            scored = rollout_and_score(envs, seeds, policy, tokenizer, max_new_tokens=cfg.max_new_tokens,
-                                       temperature=cfg.temperature, top_p=cfg.top_p, generator=generator)
-            rollout = scored.rollout
-            lengths = torch.tensor(rollout.lengths)
-            rewards = torch.tensor(scored.rewards, dtype=torch.float32)
-            if cfg.overlong_buffer:
-                rewards = rewards + grpo.overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer,
-                                                          cfg.overlong_factor)
-            advantages = grpo.group_advantages(rewards, group, scale_std=cfg.scale_std)
-            keep = torch.ones(len(rewards), dtype=torch.bool)
-            if cfg.filter_zero_variance:
-                keep = grpo.informative_groups(rewards, group)
-
-            started = time.perf_counter()
-            stats = grpo_update(cfg, policy, reference, optimizer, rollout, advantages, keep, generator)
-            seconds_train = time.perf_counter() - started
-
-            row = {
-                "step": step + 1,
-                "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-                **{f"reward_{k}": float(v.mean()) for k, v in scored.components.items()},
-                "accuracy": float(scored.correct.mean()),
-                "response_length": float(lengths.float().mean()),
-                "truncated_fraction": float(np.mean(rollout.truncated)),
-                "groups_kept": int(keep.sum()) // group, **stats,
-                "tokens_per_s": float(lengths.sum()) / max(scored.seconds_generate, 1e-9),
-                "time_generate": scored.seconds_generate, "time_verify": scored.seconds_verify,
-                "time_train": seconds_train,
-            }
+            row = grpo_step(cfg, step, envs, policy, tokenizer, reference, optimizer)
             with metrics_path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
             log(f"step {step + 1}/{cfg.steps} reward {row['reward_mean']:.3f} acc {row['accuracy']:.3f} "
                 f"len {row['response_length']:.1f} kl {row['kl']:.4f} groups {row['groups_kept']}/{cfg.tasks_per_step} "
-                f"{scored.seconds_generate + scored.seconds_verify + seconds_train:.1f}s")
+                f"{row['time_generate'] + row['time_verify'] + row['time_train']:.1f}s")
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 save_checkpoint(run_dir, step + 1, policy, tokenizer, optimizer, {"config": to_dict(cfg)},
                                 keep=cfg.keep_checkpoints)
