@@ -7,7 +7,7 @@
       vector env.step(completions)                                   -> rewards, verdicts
       (+ overlong shaping) -> group advantages -> drop zero-variance groups
       mu passes of minibatch optimizer steps on the clipped loss (+ beta * KL)
-      metrics -> run_dir/metrics.jsonl; every N steps an atomic checkpoint
+      metrics -> run_dir/metrics.jsonl (+ TensorBoard, progress bar); every N steps an atomic checkpoint
     held-out greedy accuracy before and after; run_dir/curves.png
 
 Environments are reached only through ``rewardgym.make_vec`` and the Gymnasium vector API.
