@@ -27,7 +27,7 @@ def _run(cls: type, command: str, argv: list[str], body) -> int:
     try:
         cfg = parse_config(cls, argv)
         body(cfg)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"rewardgym {command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -43,11 +43,16 @@ def train_main(argv: list[str]) -> int:
 def sft_main(argv: list[str]) -> int:
     """``rewardgym sft``: fine-tune on (prompt, completion) pairs; the model lands in ``run_dir/model``."""
     from .models import save_pretrained
+    from .reporting import close_writer, tensorboard_writer
     from .train import build_policy
 
     def body(cfg: SFTConfig) -> None:
         log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-        policy, tokenizer = build_policy(cfg, log)
+        writer = tensorboard_writer(Path(cfg.run_dir) / "tensorboard", enabled=cfg.tensorboard)
+        try:
+            policy, tokenizer = build_policy(cfg, log, writer)
+        finally:
+            close_writer(writer)
         out = save_pretrained(policy, tokenizer, Path(cfg.run_dir) / "model")
         log(f"saved {out}")
 

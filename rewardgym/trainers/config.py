@@ -37,6 +37,8 @@ class ModelOptions:
     num_heads: int = 4
     num_kv_heads: int = 2
     threads: int = 1  # torch CPU threads (0 = torch default); a tiny model is fastest on one
+    progress: bool = True  # a tqdm bar when on a terminal; per-step lines otherwise
+    tensorboard: bool = False  # also write TensorBoard events to run_dir/tensorboard
 
 
 @dataclass

@@ -9,6 +9,7 @@ exactly with those recomputed for training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,22 @@ class Rollout:
     truncated: list[bool]  # hit max_new_tokens before a stop
 
 
+@lru_cache(maxsize=8)
+def stop_candidates(tokenizer: Tokenizer, stop: tuple[str, ...]) -> torch.Tensor:
+    """Per vocabulary id, whether emitting it can complete one of ``stop``: a stop string that was
+    not in the text before appears only when the new token supplies its last character. Tokens that
+    decode alone to a partial character (U+FFFD) count when a stop string ends in a non-ASCII
+    character (an ASCII byte always decodes as itself), and every token counts when one ends in
+    whitespace (a decoder may drop a lone token's leading space)."""
+    if any(not s or s[-1].isspace() for s in stop):
+        return torch.ones(tokenizer.vocab_size, dtype=torch.bool)
+    last = {s[-1] for s in stop}
+    if any(not c.isascii() for c in last):
+        last.add("\ufffd")
+    texts = tokenizer.decode_batch([[i] for i in range(tokenizer.vocab_size)])
+    return torch.tensor([any(c in text for c in last) for text in texts], dtype=torch.bool)
+
+
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Mask (to -inf) the tokens outside the smallest set whose probability reaches ``top_p``."""
     if top_p >= 1.0:
@@ -103,6 +120,7 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
     out_logp = torch.zeros((b, max_new_tokens))
     lengths = torch.zeros(b, dtype=torch.long)
     active = torch.ones(b, dtype=torch.bool)
+    may_stop = stop_candidates(tokenizer, tuple(stop)) if stop else None
     for step in range(max_new_tokens):
         scaled = logits / (temperature if temperature > 0 else 1.0)
         if temperature > 0:
@@ -116,10 +134,10 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
         out_logp[:, step] = torch.where(active, logp, 0.0)
         lengths += active.long()
         done = token == tokenizer.eos_token_id
-        if stop:
-            rows = active.nonzero().squeeze(-1).tolist()
+        if may_stop is not None:
+            rows = (active & may_stop[token]).nonzero().squeeze(-1).tolist()
             lo = max(0, step + 1 - STOP_TAIL_TOKENS)
-            tails = tokenizer.decode_batch(out[rows, lo:step + 1].tolist())
+            tails = [tokenizer.decode(ids) for ids in out[rows, lo:step + 1].tolist()]  # batch decode: thread overhead
             for row, tail in zip(rows, tails):
                 done[row] |= any(s in tail for s in stop)
         active &= ~done

@@ -7,7 +7,7 @@
       vector env.step(completions)                                   -> rewards, verdicts
       (+ overlong shaping) -> group advantages -> drop zero-variance groups
       mu passes of minibatch optimizer steps on the clipped loss (+ beta * KL)
-      metrics -> run_dir/metrics.jsonl; every N steps an atomic checkpoint
+      metrics -> run_dir/metrics.jsonl (+ TensorBoard, progress bar); every N steps an atomic checkpoint
     held-out greedy accuracy before and after; run_dir/curves.png
 
 Environments are reached only through ``rewardgym.make_vec`` and the Gymnasium vector API.
@@ -36,6 +36,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set
 from .config import SFTConfig, TrainConfig, to_dict
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
 from .models.tokenizer import fixed_phrases
+from .reporting import Progress, add_scalars, close_writer, tensorboard_writer
 from .rollout import Rollout, completion_logprobs, sample
 from .sft import load_pairs, reference_pairs, run_sft
 
@@ -84,8 +85,9 @@ def evaluate(policy: DecoderLM, tokenizer: Tokenizer, env_id: str, n: int, max_n
     return float(scored.correct.mean())
 
 
-def build_policy(cfg: SFTConfig, log: Log) -> tuple[DecoderLM, Tokenizer]:
-    """Load ``cfg.model``, or build a tokenizer and tiny decoder from the SFT texts; then SFT."""
+def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[DecoderLM, Tokenizer]:
+    """Load ``cfg.model``, or build a tokenizer and tiny decoder from the SFT texts; then SFT
+    (its loss also to the TensorBoard ``writer`` when given)."""
     pairs = None
     if cfg.steps > 0 or cfg.model is None:
         seeds = range(SFT_SEEDS, SFT_SEEDS + cfg.examples)
@@ -105,9 +107,18 @@ def build_policy(cfg: SFTConfig, log: Log) -> tuple[DecoderLM, Tokenizer]:
     log(f"policy: {policy.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}")
     if cfg.steps > 0:
         every = max(1, cfg.steps // 10)
-        run_sft(policy, tokenizer, pairs, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                log=lambda s, loss: log(f"sft step {s + 1}/{cfg.steps} loss {loss:.4f}")
-                if (s + 1) % every == 0 else None)
+        progress = Progress(cfg.steps, desc="sft", log=log, enabled=cfg.progress)
+
+        def report(step: int, loss: float) -> None:
+            progress.step(f"sft step {step + 1}/{cfg.steps} loss {loss:.4f}", {"loss": loss},
+                          show_line=(step + 1) % every == 0)
+            add_scalars(writer, "sft", {"loss": loss}, step + 1)
+
+        try:
+            run_sft(policy, tokenizer, pairs, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                    log=report)
+        finally:
+            progress.close()
     return policy, tokenizer
 
 
@@ -147,6 +158,44 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     return {**{k: v / steps for k, v in totals.items()}, "optimizer_steps": steps}
 
 
+def grpo_step(cfg: TrainConfig, step: int, envs: Any, policy: DecoderLM, tokenizer: Tokenizer,
+              reference: DecoderLM | None, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """One GRPO step: rollouts for the step's task seeds, rewards, advantages, update; its metrics row."""
+    group = cfg.group_size
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    first_task = step * cfg.tasks_per_step  # the data cursor
+    seeds = [first_task + t for t in range(cfg.tasks_per_step) for _ in range(group)]
+    scored = rollout_and_score(envs, seeds, policy, tokenizer, max_new_tokens=cfg.max_new_tokens,
+                               temperature=cfg.temperature, top_p=cfg.top_p, generator=generator)
+    rollout = scored.rollout
+    lengths = torch.tensor(rollout.lengths)
+    rewards = torch.tensor(scored.rewards, dtype=torch.float32)
+    if cfg.overlong_buffer:
+        rewards = rewards + grpo.overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer,
+                                                  cfg.overlong_factor)
+    advantages = grpo.group_advantages(rewards, group, scale_std=cfg.scale_std)
+    keep = torch.ones(len(rewards), dtype=torch.bool)
+    if cfg.filter_zero_variance:
+        keep = grpo.informative_groups(rewards, group)
+
+    started = time.perf_counter()
+    stats = grpo_update(cfg, policy, reference, optimizer, rollout, advantages, keep, generator)
+    seconds_train = time.perf_counter() - started
+    return {
+        "step": step + 1,
+        "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
+        **{f"reward_{k}": float(v.mean()) for k, v in scored.components.items()},
+        "accuracy": float(scored.correct.mean()),
+        "response_length": float(lengths.float().mean()),
+        "completion_tokens": int(lengths.sum()),
+        "truncated_fraction": float(np.mean(rollout.truncated)),
+        "groups_kept": int(keep.sum()) // group, **stats,
+        "tokens_per_s": float(lengths.sum()) / max(scored.seconds_generate, 1e-9),
+        "time_generate": scored.seconds_generate, "time_verify": scored.seconds_verify,
+        "time_train": seconds_train,
+    }
+
+
 def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     """Run (or resume) a training run in ``cfg.run_dir``; returns the summary also written to summary.json."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -160,7 +209,11 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     checkpoint = latest_checkpoint(run_dir)
     start_dir = run_dir / "start"
     if checkpoint is None and not (start_dir / "config.json").is_file():
-        save_pretrained(*build_policy(cfg.cold_start(), log), start_dir)
+        writer = tensorboard_writer(run_dir / "tensorboard" / "sft", enabled=cfg.tensorboard)
+        try:
+            save_pretrained(*build_policy(cfg.cold_start(), log, writer), start_dir)
+        finally:
+            close_writer(writer)
     first_step, state = 0, None
     if checkpoint is not None:
         policy, tokenizer, state = load_checkpoint(checkpoint)
@@ -176,78 +229,68 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         set_rng_states(state["rng"])
     summary = _load_json(run_dir / "summary.json") if state is not None else {}
+    writer = tensorboard_writer(run_dir / "tensorboard" / "grpo", enabled=cfg.tensorboard,
+                                purge_step=first_step + 1 if first_step else None)
+    try:
+        _grpo_stage(cfg, run_dir, first_step, policy, tokenizer, reference, optimizer, summary, log, writer,
+                    curriculum_state=(state or {}).get("curriculum"))
+    finally:
+        close_writer(writer)
+    if cfg.plot:
+        from .plot import plot_curves
+
+        where = plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png")
+        log(f"curves: {where}" if where else "curves: skipped (install the `plot` extra for matplotlib)")
+    return summary
+
+
+def _grpo_stage(cfg: TrainConfig, run_dir: Path, first_step: int, policy: DecoderLM, tokenizer: Tokenizer,
+                reference: DecoderLM | None, optimizer: torch.optim.Optimizer, summary: dict[str, Any], log: Log,
+                writer: Any | None, curriculum_state: dict[str, Any] | None = None) -> None:
+    """Held-out accuracy, the GRPO steps from ``first_step`` (metrics, checkpoints), accuracy again;
+    ``summary`` is updated and written as it goes."""
     if "accuracy_start" not in summary:
         summary["accuracy_start"] = evaluate(policy, tokenizer, cfg.env, cfg.eval_tasks, cfg.max_new_tokens)
         log(f"held-out accuracy at start: {summary['accuracy_start']:.3f} ({cfg.eval_tasks} tasks, greedy)")
         write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        add_scalars(writer, "eval", {"accuracy": summary["accuracy_start"]}, 0)
     metrics_path = run_dir / "metrics.jsonl"
     _truncate_metrics(metrics_path, first_step)
 
-    # -- the loop -------------------------------------------------------------------------
     group = cfg.group_size
     if cfg.curriculum:
         envs = Curriculum(cfg.env, cfg.tasks_per_step * group, group_size=group, window=cfg.curriculum_window,
                           target=(cfg.curriculum_low, cfg.curriculum_high))
-        if state is not None and "curriculum" in state:
-            envs.load_state_dict(state["curriculum"])
+        if curriculum_state is not None:
+            envs.load_state_dict(curriculum_state)
     else:
         envs = rewardgym.make_vec(cfg.env, num_envs=cfg.tasks_per_step * group, group_size=group)
+    progress = Progress(cfg.steps, initial=first_step, desc="grpo", log=log, enabled=cfg.progress)
     try:
         for step in range(first_step, cfg.steps):
-            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            first_task = step * cfg.tasks_per_step  # the data cursor
-            seeds = [first_task + t for t in range(cfg.tasks_per_step) for _ in range(group)]
-            scored = rollout_and_score(envs, seeds, policy, tokenizer, max_new_tokens=cfg.max_new_tokens,
-                                       temperature=cfg.temperature, top_p=cfg.top_p, generator=generator)
-            rollout = scored.rollout
-            lengths = torch.tensor(rollout.lengths)
-            rewards = torch.tensor(scored.rewards, dtype=torch.float32)
-            if cfg.overlong_buffer:
-                rewards = rewards + grpo.overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer,
-                                                          cfg.overlong_factor)
-            advantages = grpo.group_advantages(rewards, group, scale_std=cfg.scale_std)
-            keep = torch.ones(len(rewards), dtype=torch.bool)
-            if cfg.filter_zero_variance:
-                keep = grpo.informative_groups(rewards, group)
-
-            started = time.perf_counter()
-            stats = grpo_update(cfg, policy, reference, optimizer, rollout, advantages, keep, generator)
-            seconds_train = time.perf_counter() - started
-
-            row = {
-                "step": step + 1,
-                "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-                **{f"reward_{k}": float(v.mean()) for k, v in scored.components.items()},
-                "accuracy": float(scored.correct.mean()),
-                "response_length": float(lengths.float().mean()),
-                "truncated_fraction": float(np.mean(rollout.truncated)),
-                "groups_kept": int(keep.sum()) // group, **stats,
-                "tokens_per_s": float(lengths.sum()) / max(scored.seconds_generate, 1e-9),
-                "time_generate": scored.seconds_generate, "time_verify": scored.seconds_verify,
-                "time_train": seconds_train,
-                **({"curriculum_level": envs.level} if cfg.curriculum else {}),
-            }
+            row = grpo_step(cfg, step, envs, policy, tokenizer, reference, optimizer)
+            if cfg.curriculum:
+                row["curriculum_level"] = envs.level
             with metrics_path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(row) + "\n")
-            log(f"step {step + 1}/{cfg.steps} reward {row['reward_mean']:.3f} acc {row['accuracy']:.3f} "
+            add_scalars(writer, "grpo", row, step + 1)
+            progress.step(
+                f"step {step + 1}/{cfg.steps} reward {row['reward_mean']:.3f} acc {row['accuracy']:.3f} "
                 f"len {row['response_length']:.1f} kl {row['kl']:.4f} groups {row['groups_kept']}/{cfg.tasks_per_step} "
-                f"{scored.seconds_generate + scored.seconds_verify + seconds_train:.1f}s")
+                f"{row['time_generate'] + row['time_verify'] + row['time_train']:.1f}s",
+                {"reward": row["reward_mean"], "acc": row["accuracy"], "len": row["response_length"]})
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 extra = {"config": to_dict(cfg), **({"curriculum": envs.state_dict()} if cfg.curriculum else {})}
                 save_checkpoint(run_dir, step + 1, policy, tokenizer, optimizer, extra, keep=cfg.keep_checkpoints)
     finally:
+        progress.close()
         envs.close()
 
     summary["accuracy_end"] = evaluate(policy, tokenizer, cfg.env, cfg.eval_tasks, cfg.max_new_tokens)
     summary.update(steps=cfg.steps, eval_tasks=cfg.eval_tasks, env=cfg.env, seed=cfg.seed)
+    add_scalars(writer, "eval", {"accuracy": summary["accuracy_end"]}, cfg.steps)
     log(f"held-out accuracy: {summary['accuracy_start']:.3f} at start -> {summary['accuracy_end']:.3f} after GRPO")
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    if cfg.plot:
-        from .plot import plot_curves
-
-        where = plot_curves(metrics_path, run_dir / "curves.png")
-        log(f"curves: {where}" if where else "curves: skipped (install the `plot` extra for matplotlib)")
-    return summary
 
 
 def _load_json(path: Path) -> dict[str, Any]:
