@@ -265,3 +265,17 @@ def test_a_script_without_a_main_guard_can_use_pools(tmp_path) -> None:
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("REWARD 1.0") == 1
+
+
+def test_import_main_lets_workers_run_functions_from_a_guarded_script(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "guarded.py"
+    script.write_text("from rewardgym.core.workers import WorkerPool\n"
+                      "def double(x):\n    return 2 * x\n"
+                      "if __name__ == '__main__':\n"
+                      "    with WorkerPool(1, import_main=True) as pool:\n"
+                      "        print('RESULT', pool.call(double, 21, timeout=60).value)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0 and "RESULT 42" in proc.stdout, proc.stderr[-2000:]

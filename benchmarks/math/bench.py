@@ -57,7 +57,7 @@ def machine_scaling(workers: int) -> float:
     """Control: how much faster 4 * workers pure-Python CPU loops finish on ``workers`` processes
     than on one, i.e. the scaling this machine allows right now."""
     def timed(n: int) -> float:
-        with WorkerPool(n) as pool:
+        with WorkerPool(n, import_main=True) as pool:  # spin() lives in this script
             pool.map(spin, [1] * n, timeout=60)  # start the workers
             start = time.perf_counter()
             pool.map(spin, [2_000_000] * (4 * workers), timeout=600)

@@ -103,11 +103,14 @@ class _Worker:
     """One process and the parent's end of its pipe."""
 
     def __init__(self, ctx: mp.context.BaseContext, initializer: Callable[..., Any] | None,
-                 initargs: tuple, memory_limit: int | None):
+                 initargs: tuple, memory_limit: int | None, import_main: bool = False):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs, memory_limit),
                                    daemon=True, name="rewardgym-worker")
-        _start_without_main(self.process)
+        if import_main:
+            self.process.start()
+        else:
+            _start_without_main(self.process)
         child.close()
         self.ready = False
 
@@ -208,6 +211,9 @@ class WorkerPool:
         similar already holds gigabytes of mappings. A call that exceeds it gets ``error``
         (MemoryError) or ``crashed``.
       start_method: ``forkserver`` (default where available) or ``spawn``.
+      import_main: let workers import the caller's ``__main__`` (Python's default), so functions
+        defined there can be called; the script then needs an ``if __name__ == "__main__":``
+        guard. Off by default: rewardgym's own pools only run rewardgym functions.
 
     Workers start lazily on first use. ``close()`` (or leaving a ``with`` block, or interpreter
     exit) stops them all.
@@ -215,13 +221,13 @@ class WorkerPool:
 
     def __init__(self, num_workers: int | None = None, *, initializer: Callable[..., Any] | None = None,
                  initargs: Sequence[Any] = (), preload: Sequence[str] = (), memory_limit: int | None = None,
-                 start_method: str | None = None):
+                 start_method: str | None = None, import_main: bool = False):
         self.num_workers = num_workers or os.cpu_count() or 1
         if self.num_workers < 1:
             raise ValueError(f"WorkerPool: num_workers must be >= 1, got {num_workers}")
         self._ctx = _context(start_method)
         request_preload(preload)
-        self._spawn_args = (initializer, tuple(initargs), memory_limit)
+        self._spawn_args = (initializer, tuple(initargs), memory_limit, import_main)
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
         self._cond = threading.Condition()
