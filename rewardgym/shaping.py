@@ -12,6 +12,8 @@ the components always sum to the reward. Shapers:
 ``LanguageConsistency`` DeepSeek-R1: the share of the reasoning (``<think>`` block, else the whole
                        text) written in ``language``, measured per sentence with ``langdetect``.
 ``RepetitionPenalty``  minus the share of repeated word n-grams, for degenerate loops.
+``R1Format``           1 when the completion is exactly ``<think>...</think><answer>...</answer>``
+                       (R1-Zero's format reward; ``rewardgym.wrappers.FormatBonus`` applies it).
 
 Lengths are in characters unless a ``length`` function (e.g. a tokenizer's) is given.
 """
@@ -24,6 +26,7 @@ from typing import Any, Callable, Sequence, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from .core.answer import follows_r1_template
 from .core.types import Verdict
 
 Length = Callable[[str], int]
@@ -126,6 +129,16 @@ class RepetitionPenalty(Shaper):
 
     def values(self, completions, verdicts, groups):
         return [self.value(c) for c in completions]
+
+
+class R1Format(Shaper):
+    name = "format"
+
+    def __init__(self, weight: float = 0.1, think_prefilled: bool = False, name: str = "format"):
+        self.weight, self.think_prefilled, self.name = weight, think_prefilled, name
+
+    def values(self, completions, verdicts, groups):
+        return [float(follows_r1_template(c, think_prefilled=self.think_prefilled)) for c in completions]
 
 
 def _apply(shapers: Sequence[Shaper], completions: Sequence[str], verdicts: Sequence[Verdict],
