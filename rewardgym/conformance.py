@@ -37,9 +37,9 @@ from .core import DataRequired, EnvEntry, MissingExtra, Task, TextEnv, Verdict, 
 
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 TASKS = 5  # tasks (seeds 0..TASKS-1) each check draws; fewer for large sweeps
-#: Seconds of slack over a verifier's own time limit: scheduling, and a killable pool starting the
-#: replacement of a worker it just killed, on a loaded machine.
-TIME_SLACK = 2.0
+#: Seconds of slack over a verifier's own time limit, for scheduling. (A killable pool keeps a
+#: warm spare, so replacing a killed worker does not delay the next call.)
+TIME_SLACK = 1.0
 
 MALFORMED = ["", " ", "\n\n", "<answer>", "</answer>", "<answer></answer>", "<answer>   </answer>",
              "<think></think>", "answer: 42", "<answer>\x00\x01\x02</answer>", "\ufffd" * 50]
