@@ -20,6 +20,16 @@ from .core.env import TextEnv
 from .core.types import Task, Verdict
 
 
+def _per_env(env_of: Sequence[str], items: Sequence[Any], call: Any) -> list[Any]:
+    """``call(env_id, its items)`` once per env id (first-seen order); results back in item order."""
+    out: list[Any] = [None] * len(items)
+    for env_id in dict.fromkeys(env_of):
+        slots = [i for i, e in enumerate(env_of) if e == env_id]
+        for i, result in zip(slots, call(env_id, [items[i] for i in slots]), strict=True):
+            out[i] = result
+    return out
+
+
 def _objects(items: Sequence[Any]) -> np.ndarray:
     out = np.empty(len(items), dtype=object)
     out[:] = list(items)
@@ -121,28 +131,25 @@ class TextVectorEnv(VectorEnv):
     def _make_tasks(self, group_env: list[str], *, seeds: list[int] | None = None,
                     indices: list[int] | None = None) -> list[Task]:
         """One task per group; one service call per env id when remote."""
-        keys = indices if indices is not None else seeds
-        tasks: list[Task | None] = [None] * len(group_env)
-        for env_id in dict.fromkeys(group_env):
-            slots = [j for j, e in enumerate(group_env) if e == env_id]
-            wanted = [keys[j] for j in slots]
+        by_index = indices is not None
+
+        def make(env_id: str, keys: list[int]) -> list[Task]:
             if self.client is not None:
-                by = {"indices": wanted} if indices is not None else {"seeds": wanted}
-                made = self.client.tasks(env_id, kwargs=self.env_kwargs, **by)
-            else:
-                env = self.envs[env_id]
-                made = [env.task_at(k) if indices is not None else env.generate(k) for k in wanted]
-            for j, task in zip(slots, made):
-                tasks[j] = task
-        return tasks  # type: ignore[return-value]
+                return self.client.tasks(env_id, kwargs=self.env_kwargs, **{"indices" if by_index else "seeds": keys})
+            env = self.envs[env_id]
+            return [env.task_at(k) if by_index else env.generate(k) for k in keys]
+
+        return _per_env(group_env, indices if by_index else seeds, make)
 
     def _observe(self) -> tuple[tuple[str, ...], dict[str, Any]]:
         from .core.prompts import as_text
-        obs = tuple(as_text(t.prompt) for t in self._tasks)
+        return tuple(as_text(t.prompt) for t in self._tasks), self._slot_info()
+
+    def _slot_info(self) -> dict[str, Any]:
+        """What reset and step both report per slot: task, env id and group."""
         mask = np.ones(self.num_envs, dtype=bool)
-        info = {"task": _objects(self._tasks), "_task": mask, "env_id": _objects(self._env_of), "_env_id": mask,
+        return {"task": _objects(self._tasks), "_task": mask, "env_id": _objects(self._env_of), "_env_id": mask,
                 "group": np.repeat(np.arange(self.num_groups), self.group_size), "_group": mask}
-        return obs, info
 
     def step(self, actions: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if not self._tasks:
@@ -155,26 +162,21 @@ class TextVectorEnv(VectorEnv):
         verdicts = self.verify(actions)
         rewards = np.array([v.reward for v in verdicts], dtype=np.float64)
         mask = np.ones(self.num_envs, dtype=bool)
-        info = {"verdict": _objects(verdicts), "_verdict": mask, "task": _objects(self._tasks), "_task": mask,
-                "env_id": _objects(self._env_of), "_env_id": mask,
-                "group": np.repeat(np.arange(self.num_groups), self.group_size), "_group": mask,
+        info = {**self._slot_info(), "verdict": _objects(verdicts), "_verdict": mask,
                 "reward_components": {"correctness": rewards.copy(), "_correctness": mask}, "_reward_components": mask}
         self._tasks, self._env_of = [], []
         return ("",) * self.num_envs, rewards, np.ones(self.num_envs, dtype=bool), np.zeros(self.num_envs, dtype=bool), info
 
     def verify(self, completions: list[str]) -> list[Verdict]:
         """Verdicts for the current tasks, one call per env id, in slot order."""
-        out: list[Verdict | None] = [None] * len(completions)
-        for env_id in dict.fromkeys(self._env_of):
-            slots = [i for i, e in enumerate(self._env_of) if e == env_id]
-            batch_c, batch_t = [completions[i] for i in slots], [self._tasks[i] for i in slots]
+
+        def check(env_id: str, pairs: list[tuple[str, Task]]) -> list[Verdict]:
+            batch_c, batch_t = [c for c, _ in pairs], [t for _, t in pairs]
             if self.client is not None:
-                verdicts = self.client.score(env_id, batch_c, batch_t, kwargs=self.env_kwargs)
-            else:
-                verdicts = self.envs[env_id].verifier.verify_batch(batch_c, batch_t, threads=self.threads)
-            for i, v in zip(slots, verdicts):
-                out[i] = v
-        return out  # type: ignore[return-value]
+                return self.client.score(env_id, batch_c, batch_t, kwargs=self.env_kwargs)
+            return self.envs[env_id].verifier.verify_batch(batch_c, batch_t, threads=self.threads)
+
+        return _per_env(self._env_of, list(zip(completions, self._tasks)), check)
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs.values():
