@@ -35,6 +35,7 @@ from . import grpo
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
 from .config import SFTConfig, TrainConfig, to_dict
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
+from .models.moe import aux_loss, balance_experts, mean_stats
 from .models.tokenizer import fixed_phrases
 from .reporting import Progress, add_scalars, close_writer, tensorboard_writer
 from .rollout import Rollout, completion_logprobs, sample
@@ -103,7 +104,7 @@ def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[D
         policy = DecoderLM(ModelConfig(
             vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
             num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **cfg.moe_options()))
     log(f"policy: {policy.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}")
     if cfg.steps > 0:
         every = max(1, cfg.steps // 10)
@@ -125,18 +126,22 @@ def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[D
 def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None, optimizer: torch.optim.Optimizer,
                 rollout: Rollout, advantages: torch.Tensor, keep: torch.Tensor,
                 generator: torch.Generator) -> dict[str, float]:
-    """mu passes of minibatch optimizer steps over the kept rollouts; returns averaged statistics."""
+    """mu passes of minibatch optimizer steps over the kept rollouts; returns averaged statistics
+    (with the expert load of a Mixture-of-Experts policy, whose routing is replayed when
+    ``cfg.routing_replay``)."""
     rows = keep.nonzero().squeeze(-1)
     if len(rows) == 0:
         return {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0, "optimizer_steps": 0}
     size = cfg.minibatch_size or len(rows)
     totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0}
-    steps = 0
+    steps, moe_stats = 0, []
+    replay = rollout.routing if cfg.routing_replay else None
     policy.train()
     for chosen in grpo.minibatches(len(rows), size, cfg.mu, generator):
         index = rows[chosen]
         batch = rollout.batch.select(index)
-        logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True)
+        logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True,
+                                            routing=None if replay is None else replay[index])
         ref_logp = None
         if reference is not None:
             with torch.no_grad():
@@ -145,17 +150,19 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
             logp, rollout.logprobs[index], advantages[index], batch.completion_mask, eps_low=cfg.eps_low,
             eps_high=cfg.eps_high, ratio_level=cfg.ratio_level, aggregation=cfg.aggregation,
             max_length=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta)
+        loss = loss + aux_loss(policy)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
         optimizer.step()
+        moe_stats.append(balance_experts(policy))
         steps += 1
         totals["loss"] += loss.item()
         totals["kl"] += stats.kl
         totals["clip_fraction"] += stats.clip_fraction
         totals["entropy"] += float(grpo.aggregate(entropy, batch.completion_mask, "token_mean"))
         totals["grad_norm"] += float(grad_norm)
-    return {**{k: v / steps for k, v in totals.items()}, "optimizer_steps": steps}
+    return {**{k: v / steps for k, v in totals.items()}, "optimizer_steps": steps, **mean_stats(moe_stats)}
 
 
 def grpo_step(cfg: TrainConfig, step: int, envs: Any, policy: DecoderLM, tokenizer: Tokenizer,
