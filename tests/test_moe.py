@@ -253,3 +253,44 @@ def test_train_command_builds_and_resumes_a_moe_policy(tmp_path):
     assert model.config.num_experts == 4 and model.config.scoring_func == "sigmoid"
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all("moe_replay_changed" in r for r in rows)
+
+
+def _expert_parallel_worker(rank, init, config, state, x, grad_path):
+    import torch.distributed as dist
+
+    from rewardgym.trainers.models.moe import shard_experts
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        moe = MoE(config).train()
+        moe.load_state_dict(state)
+        kept = shard_experts(moe)
+        mine = x[rank:rank + 1]  # each rank its own sequence
+        out = moe(mine)
+        (out * torch.arange(out.numel()).view_as(out).sin()).sum().backward()
+        grads = {e: moe.experts[e].down_proj.weight.grad for e in kept}
+        torch.save({"out": out.detach(), "grads": grads}, f"{grad_path}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_expert_parallel_matches_one_process(tmp_path):
+    mp = pytest.importorskip("torch.multiprocessing")
+    config = ModelConfig(hidden_size=16, num_attention_heads=1, num_key_value_heads=1, num_experts=4,
+                         num_experts_per_tok=2, moe_intermediate_size=8, n_shared_experts=1, scoring_func="sigmoid")
+    torch.manual_seed(0)
+    whole = MoE(config).train()
+    with torch.no_grad():
+        whole.gate.weight.normal_(0, 1.0)
+    x = torch.randn(2, 7, 16)
+    outs = [whole(x[i:i + 1]) for i in range(2)]
+    sum((out * torch.arange(out.numel()).view_as(out).sin()).sum() for out in outs).backward()
+    mp.spawn(_expert_parallel_worker, nprocs=2, join=True,
+             args=(f"file://{tmp_path / 'rendezvous'}", config, whole.state_dict(), x, str(tmp_path / "rank")))
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank.{rank}")
+        assert torch.allclose(got["out"], outs[rank], atol=1e-6)
+        assert sorted(got["grads"]) == [2 * rank, 2 * rank + 1]  # its half of the experts
+        for expert, grad in got["grads"].items():  # collected from both ranks' tokens
+            assert torch.allclose(grad, whole.experts[expert].down_proj.weight.grad, atol=1e-6)

@@ -12,6 +12,9 @@ Routing replay (R3): the experts chosen while sampling are recorded per token an
 gate weights are recomputed from the current router at those experts, so gradients still reach
 the router but the training pass runs the network the sample came from. A replayed index of -1
 means "route afresh" (positions the sampler never fed through the model).
+
+``shard_experts`` spreads the routed experts over a process group (expert parallelism, see
+``expert_parallel.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
 from .decoder import SwiGLU
+from .expert_parallel import owned_experts, routed_parallel
 
 
 class Router(nn.Module):
@@ -66,6 +71,7 @@ class MoE(nn.Module):
         self.gate = Router(config)
         self.experts = nn.ModuleList(SwiGLU(config, size) for _ in range(config.num_experts))
         self.shared_experts = SwiGLU(config, size * config.n_shared_experts) if config.n_shared_experts else None
+        self.expert_group: dist.ProcessGroup | None = None  # set by shard_experts
         self.last_indices: torch.Tensor | None = None  # [B, T, k] experts used by the last forward
         self.aux_loss: torch.Tensor | None = None
         self.reset_stats()
@@ -83,12 +89,10 @@ class MoE(nn.Module):
         k = self.config.num_experts_per_tok
         flat = x.reshape(-1, h)
         weights, chosen, scores, fresh = self.gate(flat, None if replay is None else replay.reshape(-1, k))
-        out = torch.zeros_like(flat)
-        for expert, count in enumerate(torch.bincount(chosen.flatten(), minlength=len(self.experts)).tolist()):
-            if count:
-                token, slot = torch.where(chosen == expert)
-                y = self.experts[expert](flat[token]) * weights[token, slot, None].to(x.dtype)
-                out = out.index_add(0, token, y)
+        if self.expert_group is not None:
+            out = routed_parallel(flat, weights, chosen, self.experts, self.expert_group)
+        else:
+            out = self._routed(flat, weights, chosen)
         if self.shared_experts is not None:
             out = out + self.shared_experts(flat)
         self.last_indices = chosen.view(b, t, k)
@@ -100,6 +104,14 @@ class MoE(nn.Module):
                 self.aux_loss = self.config.aux_loss_alpha * sequence_balance_loss(
                     scores.view(b, t, -1), chosen.view(b, t, k), keep)
         return out.view(b, t, h)
+
+    def _routed(self, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(x)
+        for expert, count in enumerate(torch.bincount(chosen.flatten(), minlength=len(self.experts)).tolist()):
+            if count:
+                token, slot = torch.where(chosen == expert)
+                out = out.index_add(0, token, self.experts[expert](x[token]) * weights[token, slot, None].to(x.dtype))
+        return out
 
     @torch.no_grad()
     def _observe(self, chosen: torch.Tensor, fresh: torch.Tensor, keep: torch.Tensor,
@@ -128,6 +140,20 @@ def sequence_balance_loss(scores: torch.Tensor, chosen: torch.Tensor, keep: torc
 
 def moe_layers(model: nn.Module) -> list[MoE]:
     return [m for m in model.modules() if isinstance(m, MoE)]
+
+
+def shard_experts(model: nn.Module, group: dist.ProcessGroup | None = None) -> range:
+    """Keep on this rank only its share of every MoE layer's routed experts (the others become
+    None) and route through ``group`` from now on; returns the experts kept. Call it on every rank
+    after loading the full model; every later forward pass is then collective."""
+    kept = range(0)
+    for layer in moe_layers(model):
+        kept = owned_experts(len(layer.experts), group)
+        for expert in range(len(layer.experts)):
+            if expert not in kept:
+                layer.experts[expert] = None
+        layer.expert_group = group if group is not None else dist.group.WORLD
+    return kept
 
 
 def aux_loss(model: nn.Module) -> torch.Tensor | float:
