@@ -60,6 +60,17 @@ def test_softmax_routing_and_top_k_normalisation(norm, expected):
     assert _by_expert(weights, chosen) == pytest.approx(expected)
 
 
+def test_group_limited_routing_picks_within_the_best_groups():
+    logits = [math.log(p / (1 - p)) for p in (0.9, 0.1, 0.8, 0.7)]  # groups {0, 1} and {2, 3}: sums 1.0 and 1.5
+    router, x = _router(logits, scoring_func="sigmoid", num_experts_per_tok=2, n_group=2, topk_group=1)
+    _, chosen, _, _ = router(x)
+    assert sorted(chosen[0].tolist()) == [2, 3]  # expert 0 scores highest but its group loses
+    router, x = _router(logits, scoring_func="sigmoid", num_experts_per_tok=2)
+    assert sorted(router(x)[1][0].tolist()) == [0, 2]
+    with pytest.raises(ValueError, match="n_group"):
+        ModelConfig(num_experts=4, n_group=3)
+
+
 def test_replayed_experts_are_used_with_current_gates():
     router, x = _router([math.log(v) for v in (1, 2, 3, 4)], norm_topk_prob=False)
     weights, chosen, _, fresh = router(x, replay=torch.tensor([[0, 1]], dtype=torch.int16))
@@ -156,13 +167,21 @@ def _hf_qwen3_moe(**extra):
     config = transformers.Qwen3MoeConfig(vocab_size=97, hidden_size=32, intermediate_size=48, moe_intermediate_size=16,
                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                          head_dim=16, num_experts=4, num_experts_per_tok=2, **extra)
-    model = transformers.Qwen3MoeForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.normal_(1, 0.5)
-            elif name.endswith("gate.weight"):
-                p.normal_(0, 0.5)  # routers far from uniform, so the top-k choice is exercised
+    return _randomised(transformers.Qwen3MoeForCausalLM(config).eval())
+
+
+@torch.no_grad()
+def _randomised(model):
+    """Norm weights away from 1, routers far from uniform and a balancing bias that changes choices
+    (where the family has one), so parity tests all of them."""
+    for name, p in model.named_parameters():
+        if "norm" in name:
+            p.normal_(1, 0.5)
+        elif name.endswith("gate.weight"):
+            p.normal_(0, 0.5)
+    for name, b in model.named_buffers():
+        if name.endswith("e_score_correction_bias"):
+            b.normal_(0, 0.3)
     return model
 
 
@@ -185,6 +204,48 @@ def test_qwen3_moe_logits_match_transformers(tmp_path, extra):
     assert ours.config.model_type == "qwen3_moe" and ours.config.num_experts == 4
     assert [block.sparse for block in ours.model.layers] == [True, not extra]
     _assert_parity(ours, ref)
+
+
+def _hf_deepseek_v3(**extra):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.DeepseekV3Config(
+        vocab_size=97, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1,
+        first_k_dense_replace=1, kv_lora_rank=12, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=8,
+        max_position_embeddings=64, rope_scaling=None, **extra)
+    return _randomised(transformers.DeepseekV3ForCausalLM(config).eval())
+
+
+@pytest.mark.parametrize("extra", [{"q_lora_rank": 16, "n_group": 2, "topk_group": 1},
+                                   {"q_lora_rank": None, "rope_interleave": False, "n_group": 1, "topk_group": 1}])
+def test_deepseek_v3_logits_match_transformers(tmp_path, extra):
+    ref = _hf_deepseek_v3(**extra)
+    ref.save_pretrained(tmp_path)
+    ours, _ = load_pretrained(tmp_path)
+    assert ours.config.mla and ours.config.num_experts == 8 and ours.config.scoring_func == "sigmoid"
+    assert [block.sparse for block in ours.model.layers] == [False, True]
+    _assert_parity(ours, ref)
+
+
+def test_latent_attention_caches_and_replays_and_transformers_reads_it(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tok = Tokenizer.train_bpe(["hello world <answer>1 + 2</answer> think"] * 10, vocab_size=300)
+    torch.manual_seed(0)
+    model = DecoderLM(ModelConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=48,
+                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                                  model_type="deepseek_v3", num_experts=4, n_shared_experts=1, scoring_func="sigmoid",
+                                  moe_intermediate_size=16, kv_lora_rank=12, q_lora_rank=16, tie_word_embeddings=False))
+    out = sample(model, tok, ["hello", "hello world think"], max_new_tokens=10, temperature=0, stop=())
+    with torch.no_grad():  # the cached, sampled pass and one full pass agree (with the sampled routing)
+        logp, _ = completion_logprobs(model, out.batch, routing=out.routing)
+    assert torch.allclose(logp * out.batch.completion_mask, out.logprobs, atol=1e-5)
+    save_pretrained(model, tok, tmp_path)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    ids, keep = out.batch.input_ids, out.batch.attention_mask.bool()
+    with torch.no_grad():
+        expected = ref(input_ids=ids, attention_mask=keep.long()).logits
+        assert torch.allclose(model(ids, keep.long())[keep], expected[keep], atol=1e-5)
 
 
 def test_fused_expert_checkpoint_loads(tmp_path):

@@ -1,7 +1,7 @@
 """ModelConfig: the hyperparameters of the decoder, and their Hugging Face ``config.json`` form.
 
-The field names are Hugging Face's, so a Llama, Qwen2 or Qwen3 ``config.json`` maps onto this
-dataclass with few translations, and ours is written back as one of those model types (so
+The field names are Hugging Face's, so a Llama, Qwen2, Qwen3, Qwen3-MoE or DeepSeek-V3
+``config.json`` maps onto this dataclass with few translations, and ours is written back as one of those model types (so
 ``transformers`` can load what we save).
 """
 
@@ -12,17 +12,20 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-#: model_type -> the flags that differ between the three families we read and write.
+#: model_type -> the flags that differ between the families we read and write.
 FAMILIES: dict[str, dict[str, Any]] = {
     "llama": {"architectures": ["LlamaForCausalLM"]},
     "qwen2": {"architectures": ["Qwen2ForCausalLM"]},  # q/k/v projections always carry a bias
     "qwen3": {"architectures": ["Qwen3ForCausalLM"]},  # RMSNorm on each head's queries and keys
     "qwen3_moe": {"architectures": ["Qwen3MoeForCausalLM"]},  # Qwen3 attention, softmax-routed experts
+    "deepseek_v3": {"architectures": ["DeepseekV3ForCausalLM"]},  # MLA attention, sigmoid-routed experts
 }
 #: The Mixture-of-Experts fields: left out of a dense model's config.json.
 MOE_FIELDS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts", "scoring_func",
               "norm_topk_prob", "routed_scaling_factor", "first_k_dense_replace", "decoder_sparse_step",
-              "mlp_only_layers", "bias_update_speed", "aux_loss_alpha")
+              "mlp_only_layers", "bias_update_speed", "aux_loss_alpha", "n_group", "topk_group")
+#: Multi-head latent attention (DeepSeek-V3): only in a deepseek_v3 config.json.
+MLA_FIELDS = ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_interleave")
 
 
 @dataclass
@@ -59,8 +62,19 @@ class ModelConfig:
     mlp_only_layers: list[int] = field(default_factory=list)  # dense layers (Qwen3-MoE)
     bias_update_speed: float = 0.001  # gamma of auxiliary-loss-free balancing; 0 freezes the bias
     aux_loss_alpha: float = 0.0  # weight of the sequence-level balance loss; 0 = none
+    n_group: int = 1  # group-limited routing: experts in n groups, tokens pick among topk_group of them
+    topk_group: int = 1
+    # multi-head latent attention, model_type deepseek_v3 only
+    q_lora_rank: int | None = None  # None: queries by one projection, not a low-rank pair
+    kv_lora_rank: int = 32
+    qk_nope_head_dim: int = 16
+    qk_rope_head_dim: int = 8
+    v_head_dim: int = 16
+    rope_interleave: bool = True
 
     def __post_init__(self) -> None:
+        if self.mla:
+            self.head_dim = self.qk_rope_head_dim  # the rotary part is what RoPE tables cover
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
         problems = []
@@ -90,6 +104,15 @@ class ModelConfig:
                             f"({self.num_experts})")
         if self.scoring_func not in ("softmax", "sigmoid"):
             problems.append(f"scoring_func {self.scoring_func!r} not one of ['sigmoid', 'softmax']")
+        if self.n_group < 1 or self.num_experts % self.n_group or not 1 <= self.topk_group <= self.n_group:
+            problems.append(f"n_group ({self.n_group}) must divide num_experts ({self.num_experts}) and "
+                            f"topk_group ({self.topk_group}) be in 1..n_group")
+        elif self.n_group > 1 and (self.num_experts // self.n_group < 2
+                                   or self.topk_group * self.num_experts // self.n_group < self.num_experts_per_tok):
+            problems.append("group-limited routing needs >= 2 experts per group and >= num_experts_per_tok "
+                            "experts in the topk_group groups")
+        if self.model_type == "deepseek_v3" and self.scoring_func != "sigmoid":
+            problems.append("deepseek_v3 routes with sigmoid scores (scoring_func 'sigmoid')")
         if self.model_type == "qwen3_moe" and (self.n_shared_experts or self.scoring_func != "softmax"
                                                or self.routed_scaling_factor != 1 or self.first_k_dense_replace):
             problems.append("qwen3_moe has softmax gating, no shared experts, no routed scaling and no "
@@ -100,6 +123,11 @@ class ModelConfig:
         """Whether block ``layer`` has experts (DeepSeek's dense first layers, Qwen3-MoE's sparse step)."""
         return (self.num_experts > 0 and layer >= self.first_k_dense_replace and layer not in self.mlp_only_layers
                 and (layer + 1) % self.decoder_sparse_step == 0)
+
+    @property
+    def mla(self) -> bool:
+        """DeepSeek-V3 attends through a compressed key-value latent (multi-head latent attention)."""
+        return self.model_type == "deepseek_v3"
 
     @property
     def qk_norm(self) -> bool:
@@ -115,9 +143,10 @@ class ModelConfig:
                     rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta})
         if self.model_type == "qwen2":
             data.pop("attention_bias")  # Qwen2 always has q/k/v bias; its config has no such field
-        if not self.num_experts:
-            for key in MOE_FIELDS:
-                data.pop(key)
+        for key in (MOE_FIELDS if not self.num_experts else ()) + (MLA_FIELDS if not self.mla else ()):
+            data.pop(key)
+        if self.model_type == "deepseek_v3" and self.num_experts:
+            data["n_routed_experts"] = data.pop("num_experts")  # transformers' name in this family
         return data
 
     @classmethod
@@ -145,6 +174,8 @@ class ModelConfig:
                 kwargs.setdefault("num_experts", data[alias])
         if model_type == "qwen3_moe":
             kwargs.setdefault("norm_topk_prob", False)  # transformers' default for this family
+        if model_type == "deepseek_v3":
+            kwargs.setdefault("scoring_func", "sigmoid")
         kwargs["rope_theta"] = float(rope.get("rope_theta", data.get("rope_theta", 10000.0)))
         for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
             if isinstance(kwargs.get(key), list):  # some checkpoints list several EOS ids

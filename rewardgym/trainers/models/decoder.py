@@ -79,8 +79,11 @@ class KVCache:
 
     def __init__(self, config: ModelConfig, batch: int, capacity: int, *, dtype: torch.dtype, device: torch.device):
         shape = (batch, config.num_key_value_heads, capacity, config.head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        key_shape, value_shape = shape, shape
+        if config.mla:  # latent attention caches its latent and its shared rotary key (mla.py)
+            key_shape, value_shape = (batch, 1, capacity, config.kv_lora_rank), (batch, 1, capacity, config.head_dim)
+        self.keys = [torch.zeros(key_shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(value_shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
         self.length = 0  # tokens stored (the same for every layer once a forward pass ends)
         self.capacity = capacity
 
@@ -129,7 +132,12 @@ class Block(nn.Module):
     def __init__(self, config: ModelConfig, layer: int):
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = Attention(config, layer)
+        if config.mla:
+            from .mla import LatentAttention  # mla.py builds on this module's layers
+
+            self.self_attn = LatentAttention(config, layer)
+        else:
+            self.self_attn = Attention(config, layer)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.sparse = config.is_moe_layer(layer)
         self.mlp = make_mlp(config, layer)

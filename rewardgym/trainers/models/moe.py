@@ -49,12 +49,24 @@ class Router(nn.Module):
         c = self.config
         logits = F.linear(x.float(), self.weight.float())
         scores = logits.softmax(-1) if c.scoring_func == "softmax" else logits.sigmoid()
-        fresh = (scores.detach() + self.e_score_correction_bias.float()).topk(c.num_experts_per_tok, dim=-1).indices
+        fresh = self._limit_groups(scores.detach() + self.e_score_correction_bias.float()).topk(
+            c.num_experts_per_tok, dim=-1).indices
         chosen = fresh if replay is None else torch.where(replay >= 0, replay.long(), fresh)
         weights = scores.gather(-1, chosen)
         if c.norm_topk_prob:
             weights = weights / weights.sum(-1, keepdim=True)
         return weights * c.routed_scaling_factor, chosen, scores, fresh
+
+    def _limit_groups(self, choice: torch.Tensor) -> torch.Tensor:
+        """Group-limited routing (DeepSeek-V3): only experts of the ``topk_group`` groups whose two
+        best (biased) scores sum highest stay eligible, so a token's experts sit on few devices."""
+        c = self.config
+        if c.n_group == 1:
+            return choice
+        groups = choice.view(len(choice), c.n_group, -1)
+        best = groups.topk(2, dim=-1).values.sum(-1).topk(c.topk_group, dim=-1).indices
+        eligible = torch.zeros_like(groups[..., 0], dtype=torch.bool).scatter(1, best, True)
+        return groups.masked_fill(~eligible[..., None], float("-inf")).flatten(1)
 
 
 class MoE(nn.Module):
@@ -206,7 +218,9 @@ def unfuse_experts(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if leaf not in ("gate_up_proj", "down_proj") or tensor.dim() != 3:
             out[name] = tensor
             continue
-        parts = dict(zip(("gate_proj", "up_proj"), tensor.chunk(2, dim=1))) if leaf == "gate_up_proj" else {leaf: tensor}
+        parts = {leaf: tensor}
+        if leaf == "gate_up_proj":
+            parts = dict(zip(("gate_proj", "up_proj"), tensor.chunk(2, dim=1)))
         for proj, stacked in parts.items():
             for expert, weight in enumerate(stacked):
                 out[f"{prefix}.experts.{expert}.{proj}.weight"] = weight.contiguous()
