@@ -314,6 +314,10 @@ def test_train_command_builds_and_resumes_a_moe_policy(tmp_path):
     assert model.config.num_experts == 4 and model.config.scoring_func == "sigmoid"
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all("moe_replay_changed" in r for r in rows)
+    straight = tmp_path / "straight"
+    assert train_main(args + ["steps=2", f"run_dir={straight}"]) == 0
+    other, _ = load_pretrained(straight / "checkpoints" / "step-000002")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
 
 
 def _expert_parallel_worker(rank, init, config, state, x, grad_path):

@@ -164,5 +164,5 @@ def _routing(routes: list[torch.Tensor | None], columns: int) -> torch.Tensor | 
     if routes[0] is None:
         return None
     routing = torch.cat(routes, dim=1).to(torch.int16)
-    missing = torch.full((routing.shape[0], columns - routing.shape[1], *routing.shape[2:]), -1, dtype=torch.int16)
+    missing = routing.new_full((routing.shape[0], columns - routing.shape[1], *routing.shape[2:]), -1)
     return torch.cat([routing, missing], dim=1)

@@ -216,7 +216,7 @@ class DecoderLM(nn.Module):
         if tuple(routing.shape) != expected:
             raise ValueError(f"routing has shape {tuple(routing.shape)}, expected {expected} "
                              "(batch, tokens, MoE layers, experts per token)")
-        return routing
+        return routing.to(self.lm_head.weight.device)  # rollouts may keep it elsewhere
 
     def last_routing(self) -> torch.Tensor | None:
         """Experts each token went to in the last forward pass, [B, T, MoE layers, k]; None if dense."""
