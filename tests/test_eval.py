@@ -193,7 +193,8 @@ def test_completions_file_is_verified_and_scored(completions, tmp_path):
 def test_completions_file_errors_name_the_line(tmp_path, capsys):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"task_index": 0, "completion": "x"}\n{"task_index": 0, "answer": "x"}\n')
-    assert main(["eval", "--completions", str(path), "--env", ENV, "--n", "2", "--out", str(tmp_path / "o.parquet")]) == 2
+    out = tmp_path / "o.parquet"
+    assert main(["eval", "--completions", str(path), "--env", ENV, "--n", "2", "--out", str(out)]) == 2
     assert f"{path}:2: unknown field(s) ['answer']" in capsys.readouterr().err
 
 

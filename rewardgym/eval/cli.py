@@ -77,10 +77,12 @@ def _evaluate(args: argparse.Namespace, out: Path, also_writes: tuple[Path, ...]
     from .runner import Settings, run
     from .store import summary_paths, write_json
 
-    settings = Settings(envs=tuple(rewardgym.full_id(e) for e in args.env), models=tuple(args.model or ()), completions=args.completions,
-                        n=args.n, seed=args.seed, data=_data(args.data), samples=args.samples,
+    settings = Settings(envs=tuple(rewardgym.full_id(e) for e in args.env), models=tuple(args.model or ()),
+                        completions=args.completions, n=args.n, seed=args.seed, data=_data(args.data), samples=args.samples,
                         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                         batch_size=args.batch_size)
+    if args.model and args.k and max(args.k) > args.samples:
+        raise ValueError(f"--k {max(args.k)} needs at least that many --samples (got {args.samples})")
     table, identity = run(settings, out, log=_log, progress=not args.no_progress, threads=args.threads,
                           also_writes=also_writes)
     records = scores(table, args.k)

@@ -75,9 +75,11 @@ def load_model(ref: ModelRef) -> tuple[Any, Any]:
     if tokenizer is None:
         raise FileNotFoundError(f"{ref.path}: no tokenizer.json beside the model")
     vocab = model.config.vocab_size
-    ids = {"largest token id": tokenizer.vocab_size - 1, "eos id": tokenizer.eos_token_id, "pad id": tokenizer.pad_token_id}
+    ids = {"largest token id": tokenizer.vocab_size - 1, "eos id": tokenizer.eos_token_id,
+           "pad id": tokenizer.pad_token_id}
     bad = {name: value for name, value in ids.items() if value >= vocab}
     if bad:
+        needs = ", ".join(f"{k} {v}" for k, v in bad.items())
         raise ValueError(f"{ref.path}: model/tokenizer mismatch: the model has {vocab} token ids but the tokenizer "
-                         f"needs more ({', '.join(f'{k} {v}' for k, v in bad.items())}); is tokenizer.json from another model?")
+                         f"needs more ({needs}); is tokenizer.json from another model?")
     return model.eval(), tokenizer

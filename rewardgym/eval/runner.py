@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rewardgym.core.prompts import as_text
-from rewardgym.core.types import Task, Verdict
+from rewardgym.core.types import Task
 
 from .completions import External, file_digest, read_completions
 from .models import ModelRef, load_model, resolve_models
@@ -59,7 +59,8 @@ class Settings:
         if self.sampling_temperature < 0:
             raise ValueError(f"--temperature must be >= 0, got {self.temperature}")
         if self.sampling_temperature == 0 and self.samples > 1 and self.models:
-            raise ValueError("--temperature 0 (greedy) makes every sample the same; use --samples 1 or a temperature > 0")
+            raise ValueError("--temperature 0 (greedy) makes every sample the same; "
+                             "use --samples 1 or a temperature > 0")
 
     @property
     def sampling_temperature(self) -> float:
@@ -193,6 +194,7 @@ def run(settings: Settings, out: Path, *, log: Log | None = None, progress: bool
                     "tasks": {e.env_id: e.n for e in envs}}
         if check_outputs(out, identity["key"], also_writes):
             log(f"{out}: already complete for these settings")
+            Shards.discard(out, identity["key"])
             return pq.read_table(out), identity
         chunks = _chunks(settings, models, envs, external)
         shards = Shards(out, identity["key"], identity)

@@ -104,6 +104,10 @@ def owned(path: Path, key: str) -> bool:
     return True
 
 
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
 def summary_paths(out: Path) -> tuple[Path, Path]:
     """The JSON summary and the PNG plot that go beside ``out``."""
     return out.with_suffix(".json"), out.with_suffix(".png")
@@ -127,7 +131,7 @@ class Shards:
     """The parts directory of one run: a manifest with the key, and one Parquet shard per chunk."""
 
     def __init__(self, out: Path, key: str, settings: dict[str, Any]):
-        self.dir = out.with_name(out.name + ".parts")
+        self.dir = parts_dir(out)
         manifest = self.dir / "manifest.json"
         if manifest.is_file():
             found = json.loads(manifest.read_text(encoding="utf-8")).get("key")
@@ -158,3 +162,12 @@ class Shards:
 
     def remove(self) -> None:
         shutil.rmtree(self.dir)
+
+    @staticmethod
+    def discard(out: Path, key: str) -> None:
+        """Remove the parts directory of ``out``'s finished run with ``key`` (left by a crash right
+        after the final rename); any other parts directory stays."""
+        directory = parts_dir(out)
+        manifest = directory / "manifest.json"
+        if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("key") == key:
+            shutil.rmtree(directory)
