@@ -160,6 +160,10 @@ def test_clear_errors_and_no_user_file_overwritten(run_dir, tmp_path, capsys):
     out.write_text("my data")
     assert main(_eval_args(run_dir / "start", out)) == 2
     assert "refusing to overwrite" in capsys.readouterr().err and out.read_text() == "my data"
+    plot = tmp_path / "other.png"
+    plot.write_bytes(b"my picture")
+    assert main(_eval_args(run_dir / "start", tmp_path / "other.parquet")) == 2
+    assert f"{plot} exists" in capsys.readouterr().err and not (tmp_path / "other.parquet.parts").exists()
 
 
 # -- completions from elsewhere, and rejection sampling ---------------------------------------------------

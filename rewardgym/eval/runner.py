@@ -72,6 +72,7 @@ class Settings:
 @dataclass
 class Chunk:
     name: str  # the shard's name
+    label: str  # the model column: the model's label, or the completions file
     model: ModelRef | None
     env: EnvTasks
     number: int
@@ -97,15 +98,17 @@ def _chunks(settings: Settings, models: Sequence[ModelRef], envs: Sequence[EnvTa
             if model is None:
                 rows = external.get(env.env_id, [])
                 parts = [rows[i:i + settings.batch_size] for i in range(0, len(rows), settings.batch_size)]
-                out += [Chunk(f"m{m:03d}-e{e:03d}-c{c:06d}", None, env, c, [], part) for c, part in enumerate(parts)]
+                out += [Chunk(f"m{m:03d}-e{e:03d}-c{c:06d}", str(settings.completions), None, env, c, [], part)
+                        for c, part in enumerate(parts)]
             else:
                 per = max(1, settings.batch_size // settings.samples)
-                out += [Chunk(f"m{m:03d}-e{e:03d}-c{c:06d}", model, env, c, list(range(s, min(s + per, env.n))), [])
-                        for c, s in enumerate(range(0, env.n, per))]
+                out += [Chunk(f"m{m:03d}-e{e:03d}-c{c:06d}", model.label, model, env, c,
+                              list(range(s, min(s + per, env.n))), []) for c, s in enumerate(range(0, env.n, per))]
     return out
 
 
 def _chunk_seed(seed: int, env_id: str, number: int) -> int:
+    """Independent of the model: checkpoints compared in one call draw the same random numbers."""
     return int(hashlib.sha256(f"{seed}/{env_id}/{number}".encode()).hexdigest()[:15], 16)
 
 
@@ -151,7 +154,7 @@ def _canonical(parsed: Any) -> str | None:
     return None if parsed is None else json.dumps(parsed, sort_keys=True, default=str)
 
 
-def _rows(chunk: Chunk, label: str, drafts: list[Draft], seconds_generate: float | None) -> list[dict[str, Any]]:
+def _rows(chunk: Chunk, drafts: list[Draft], seconds_generate: float | None) -> list[dict[str, Any]]:
     """Verify the drafts as one vector-env batch; one row each."""
     started = time.perf_counter()
     verdicts, components = chunk.env.score([d.task for d in drafts], [d.completion for d in drafts])
@@ -159,7 +162,7 @@ def _rows(chunk: Chunk, label: str, drafts: list[Draft], seconds_generate: float
     per_generate = None if seconds_generate is None else seconds_generate / len(drafts)
     step = chunk.model.step if chunk.model else None
     return [{
-        "model": label, "step": step, "env_id": chunk.env.env_id, "task_id": d.task.id, "task_index": d.task_index,
+        "model": chunk.label, "step": step, "env_id": chunk.env.env_id, "task_id": d.task.id, "task_index": d.task_index,
         "sample": d.sample, "prompt": d.prompt, "completion": d.completion, "reward": float(v.reward),
         "reward_components": parts, "correct": bool(v.correct), "reason": v.reason, "parsed": _canonical(v.parsed),
         "completion_tokens": d.tokens, "truncated": d.truncated, "time_generate": per_generate,
@@ -171,6 +174,33 @@ def _pending_by_model(chunks: list[Chunk], shards: Shards) -> Iterator[tuple[Mod
     todo = [c for c in chunks if not shards.done(c.name)]
     for model in dict.fromkeys(c.model for c in todo):
         yield model, [c for c in todo if c.model == model]
+
+
+def _work(chunks: list[Chunk], shards: Shards, settings: Settings, bar: Any, threads: int) -> None:
+    """Generate (or read), verify and save every chunk not yet in ``shards``, one model loaded at a time."""
+    busy, count, right = 0.0, 0, 0  # seconds generating and verifying (model loading excluded)
+    for model_ref, todo in _pending_by_model(chunks, shards):
+        if model_ref is not None:
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+            model, tokenizer = load_model(model_ref)
+        for chunk in todo:
+            began = time.perf_counter()
+            if model_ref is None:
+                drafts, seconds = _from_file(chunk), None
+            else:
+                drafts = _generate(chunk, model, tokenizer, settings)
+                seconds = time.perf_counter() - began
+            rows = _rows(chunk, drafts, seconds)
+            shards.write(chunk.name, rows)
+            busy += time.perf_counter() - began
+            count += len(rows)
+            right += sum(r["correct"] for r in rows)
+            rate = count / max(busy, 1e-9)
+            bar.step(f"{chunk.name} {chunk.label} {chunk.env.env_id}: {count} samples, {rate:.1f} samples/s, "
+                     f"accuracy {right / count:.3f}", {"samples/s": rate, "acc": right / count})
 
 
 def run(settings: Settings, out: Path, *, log: Log | None = None, progress: bool = True, threads: int = 0,
@@ -196,35 +226,17 @@ def run(settings: Settings, out: Path, *, log: Log | None = None, progress: bool
             log(f"{out}: already complete for these settings")
             Shards.discard(out, identity["key"])
             return pq.read_table(out), identity
+        for env in envs:
+            if settings.completions and env.env_id not in external:
+                log(f"{env.env_id}: no completions for it in {settings.completions}")
         chunks = _chunks(settings, models, envs, external)
         shards = Shards(out, identity["key"], identity)
         done = sum(shards.done(c.name) for c in chunks)
         if done:
             log(f"resuming: {done} of {len(chunks)} chunks already in {shards.dir}")
         bar = Progress(len(chunks), initial=done, desc="eval", log=log, enabled=progress)
-        started, count, right = time.perf_counter(), 0, 0
         try:
-            for model_ref, todo in _pending_by_model(chunks, shards):
-                if model_ref is not None:
-                    if threads:
-                        import torch
-
-                        torch.set_num_threads(threads)
-                    model, tokenizer = load_model(model_ref)
-                for chunk in todo:
-                    began = time.perf_counter()
-                    if model_ref is None:
-                        drafts, seconds, label = _from_file(chunk), None, settings.completions
-                    else:
-                        drafts = _generate(chunk, model, tokenizer, settings)
-                        seconds, label = time.perf_counter() - began, model_ref.label
-                    rows = _rows(chunk, label, drafts, seconds)
-                    shards.write(chunk.name, rows)
-                    count += len(rows)
-                    right += sum(r["correct"] for r in rows)
-                    rate = count / max(time.perf_counter() - started, 1e-9)
-                    bar.step(f"{chunk.name} {label} {chunk.env.env_id}: {count} samples, {rate:.1f} samples/s, "
-                             f"accuracy {right / count:.3f}", {"samples/s": rate, "acc": right / count})
+            _work(chunks, shards, settings, bar, threads)
         finally:
             bar.close()
         table = shards.join([c.name for c in chunks])
