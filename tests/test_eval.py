@@ -75,8 +75,9 @@ def _tiny(vocab: int | None = None) -> tuple[DecoderLM, Tokenizer]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A run directory as the learner leaves it: start/ and one checkpoint (other weights)."""
+    """A run directory as the learner leaves it: its config.json, start/ and one checkpoint (other weights)."""
     root = tmp_path_factory.mktemp("run")
+    (root / "config.json").write_text('{"env": "rewardgym/Countdown-Easy-v0"}')
     model, tok = _tiny()
     save_pretrained(model, tok, root / "start")
     with torch.no_grad():
@@ -131,6 +132,8 @@ def test_run_killed_midway_resumes_to_the_uninterrupted_rows(run_dir, tmp_path):
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     parts = resumed.with_name("resumed.parquet.parts")
     assert not resumed.exists() and len(list(parts.glob("*.parquet"))) == 1
+    assert main(_eval_args(run_dir / "start", resumed, "--seed", "5")) == 2  # other settings: kept, not mixed
+    assert len(list(parts.glob("*.parquet"))) == 1
     assert main(_eval_args(run_dir / "start", resumed)) == 0
     assert pq.read_table(resumed).drop_columns(TIMES).equals(pq.read_table(whole).drop_columns(TIMES))
     assert not parts.exists()

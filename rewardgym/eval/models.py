@@ -15,7 +15,8 @@ from typing import Any
 
 from .store import hash_file
 
-MODEL_FILES = ("config.json", "tokenizer.json", "model.safetensors", "model.safetensors.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+MODEL_FILES = ("config.json", "tokenizer.json", *WEIGHT_FILES)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class ModelRef:
         return digest.hexdigest()
 
 
+def _is_model(path: Path) -> bool:
+    """A model directory has weights beside its config.json (a run directory has a config.json too)."""
+    return (path / "config.json").is_file() and any((path / name).is_file() for name in WEIGHT_FILES)
+
+
 def _step_of(path: Path) -> int | None:
     if path.name == "start":
         return 0
@@ -51,14 +57,13 @@ def resolve_models(paths: list[str]) -> list[ModelRef]:
         path = Path(given)
         if not path.exists():
             raise FileNotFoundError(f"--model {given}: no such checkpoint directory")
-        if (path / "config.json").is_file():
+        if _is_model(path):
             refs.append(ModelRef(path, given, _step_of(path)))
             continue
-        found = [p for p in [path / "start", *sorted((path / "checkpoints").glob("step-*"))]
-                 if (p / "config.json").is_file()]
+        found = [p for p in [path / "start", *sorted((path / "checkpoints").glob("step-*"))] if _is_model(p)]
         if not found:
-            raise FileNotFoundError(f"--model {given}: no config.json there, and not a run directory with "
-                                    "start/ or checkpoints/step-*/ holding one")
+            raise FileNotFoundError(f"--model {given}: no model there (config.json and model.safetensors), and not a "
+                                    "run directory with start/ or checkpoints/step-*/ holding one")
         refs += [ModelRef(p, str(p), _step_of(p)) for p in found]
     if len({r.path.resolve() for r in refs}) != len(refs):
         raise ValueError(f"--model names the same checkpoint twice: {[r.label for r in refs]}")

@@ -134,17 +134,17 @@ class Shards:
         self.dir = parts_dir(out)
         manifest = self.dir / "manifest.json"
         if manifest.is_file():
-            found = json.loads(manifest.read_text(encoding="utf-8")).get("key")
-            if found != key:
-                raise FileExistsError(f"{self.dir} holds an unfinished evaluation with other settings; rerun that "
-                                      "command to finish it, or delete the directory to start this one")
-        else:
-            if self.dir.exists():
-                raise FileExistsError(f"{self.dir} exists and was not made by `rewardgym eval`; move it away")
-            self.dir.mkdir(parents=True)
-            write_json({"key": key, "settings": settings}, manifest)
-        for debris in self.dir.glob(".*.tmp"):  # a shard being written when the last run died
-            debris.unlink()
+            for debris in self.dir.glob(".*.tmp"):  # a shard being written when the last run died
+                debris.unlink()
+            found = json.loads(manifest.read_text(encoding="utf-8"))
+            if found.get("key") != key and any(self.dir.glob("*.parquet")):
+                raise FileExistsError(f"{self.dir} holds an unfinished evaluation with other settings or other model "
+                                      f"files ({found.get('settings')}); rerun that command to finish it, or delete "
+                                      "the directory to start this one")
+        elif self.dir.exists():
+            raise FileExistsError(f"{self.dir} exists and was not made by `rewardgym eval`; move it away")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json({"key": key, "settings": settings}, manifest)  # a run that saved nothing yet is replaced
 
     def path(self, name: str) -> Path:
         return self.dir / f"{name}.parquet"
