@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -15,6 +16,7 @@ dist = pytest.importorskip("torch.distributed")
 if not dist.is_available():
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
+from rewardgym.service import VerifierService  # noqa: E402
 from rewardgym.trainers import grpo  # noqa: E402
 from rewardgym.trainers.cli import train_main  # noqa: E402
 from rewardgym.trainers.config import TrainConfig  # noqa: E402
@@ -160,11 +162,11 @@ SAMPLED = ("reward_mean", "reward_std", "accuracy", "response_length", "completi
            "groups_kept", "optimizer_steps")  # fixed by the sampled batch alone
 
 
-def _torchrun(run_dir, steps: int) -> None:
+def _torchrun(run_dir, steps: int, *extra: str) -> None:
     """``torchrun --standalone --nproc_per_node 2 -m rewardgym train`` (a free loopback port); the whole
     process group is killed if it outlives the timeout."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "rewardgym", "train", f"run_dir={run_dir}", f"steps={steps}", *TINY]
+               "-m", "rewardgym", "train", f"run_dir={run_dir}", f"steps={steps}", *TINY, *extra]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
     try:
@@ -184,8 +186,18 @@ def _weights(run_dir):
     return load_pretrained(run_dir / "checkpoints" / "step-000004", with_tokenizer=False)[0].state_dict()
 
 
+@pytest.fixture
+def service_url():
+    httpd = VerifierService().make_server("127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
 @pytest.mark.slow
-def test_torchrun_checkpoints_resume_on_another_world_size(tmp_path):
+def test_torchrun_checkpoints_resume_on_another_world_size(tmp_path, service_url):
     full, two_then_one, one_then_two = tmp_path / "full", tmp_path / "b", tmp_path / "c"
     assert train_main([f"run_dir={full}", "steps=4", *TINY]) == 0
     two_then_one.mkdir()
@@ -196,7 +208,7 @@ def test_torchrun_checkpoints_resume_on_another_world_size(tmp_path):
     shutil.copytree(full, one_then_two)
     shutil.rmtree(one_then_two / "checkpoints" / "step-000004")
     (one_then_two / "checkpoints" / "latest").write_text("step-000002\n")
-    _torchrun(one_then_two, steps=4)
+    _torchrun(one_then_two, 4, f"remote={service_url}")  # both ranks verify on the service
 
     reference = _weights(full)
     for run in (two_then_one, one_then_two):

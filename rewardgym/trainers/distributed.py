@@ -146,11 +146,11 @@ def check_world(tasks_per_step: int, curriculum: bool, world_size: int) -> None:
         raise ValueError("distributed train: " + "; ".join(problems))
 
 
-def launch(timeout_minutes: float = 30.0) -> tuple[DataParallel, bool]:
+def launch(timeout_minutes: float = 120.0) -> tuple[DataParallel, bool]:
     """This process's DataParallel from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, ...),
-    initialising the default process group when there are several ranks. Returns it and whether
-    this call initialised the group (and so should ``shutdown`` it). An already initialised group
-    (a caller's own) is used as it is."""
+    initialising the default process group when there are several ranks; the timeout covers rank 0's
+    SFT cold start, which the others wait for. Returns it and whether this call initialised the
+    group (and so should ``shutdown`` it). An already initialised group (a caller's own) is used as it is."""
     if dist.is_available() and dist.is_initialized():
         return _attached(dist.get_backend()), False
     world = int(os.environ.get("WORLD_SIZE", "1"))
