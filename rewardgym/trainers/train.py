@@ -170,8 +170,9 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
                 max_length=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta)
             loss = loss * weight_share
             loss.backward()
-            totals += torch.tensor([loss.item(), stats.kl * float(token_share), stats.clip_fraction * float(token_share),
-                                    float(grpo.aggregate(entropy, batch.completion_mask, "token_mean") * token_share)],
+            share = float(token_share)  # kl, clip fraction and entropy are token means
+            mean_entropy = float(grpo.aggregate(entropy, batch.completion_mask, "token_mean"))
+            totals += torch.tensor([loss.item(), stats.kl * share, stats.clip_fraction * share, mean_entropy * share],
                                    dtype=torch.float64)
         dp.sum_gradients(policy.parameters())
         grad_norm += float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
@@ -183,7 +184,8 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
 
 
 def grpo_step(cfg: TrainConfig, step: int, envs: Any, policy: DecoderLM, tokenizer: Tokenizer,
-              reference: DecoderLM | None, optimizer: torch.optim.Optimizer, dp: DataParallel = SINGLE) -> dict[str, Any]:
+              reference: DecoderLM | None, optimizer: torch.optim.Optimizer,
+              dp: DataParallel = SINGLE) -> dict[str, Any]:
     """One GRPO step: rollouts for this rank's share of the step's task groups, rewards, then (over the
     global batch every rank gathers) advantages, the update and the step's metrics row."""
     group = cfg.group_size
