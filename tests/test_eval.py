@@ -92,6 +92,13 @@ def _eval_args(model, out, *extra):
             "--max-new-tokens", "6", "--batch-size", "2", "--threads", "1", "--no-progress", "--out", str(out), *extra]
 
 
+def test_default_tasks_are_the_learners_held_out_seeds():
+    from rewardgym.eval.tasks import EVAL_SEEDS
+    from rewardgym.trainers.train import EVAL_SEEDS as LEARNER_EVAL_SEEDS
+
+    assert EVAL_SEEDS == LEARNER_EVAL_SEEDS == SEED
+
+
 def test_checkpoint_evaluated_end_to_end(run_dir, tmp_path, capsys):
     out = tmp_path / "results.parquet"
     assert main(_eval_args(run_dir / "start", out)) == 0

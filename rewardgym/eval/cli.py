@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .tasks import EVAL_SEEDS
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -29,7 +31,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, metavar="TASKS",
                    help="tasks per env (default: the whole dataset, or 100 seeds for procedural envs)")
     p.add_argument("--samples", type=int, default=1, metavar="K", help="samples per task (default 1)")
-    p.add_argument("--seed", type=int, default=20_000_000,
+    p.add_argument("--seed", type=int, default=EVAL_SEEDS,
                    help="task i is seed SEED+i (default: the learner's held-out range); also seeds sampling")
     p.add_argument("--temperature", type=float,
                    help="sampling temperature (default: 0, greedy, for one sample; 0.6 for several)")

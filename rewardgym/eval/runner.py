@@ -26,7 +26,7 @@ from rewardgym.core.types import Task
 from .completions import External, file_digest, read_completions
 from .models import ModelRef, load_model, resolve_models
 from .store import Shards, check_outputs, write_parquet
-from .tasks import EnvTasks, env_tasks
+from .tasks import EVAL_SEEDS, EnvTasks, env_tasks
 
 Log = Callable[[str], None]
 
@@ -39,7 +39,7 @@ class Settings:
     models: tuple[str, ...] = ()
     completions: str | None = None
     n: int | None = None
-    seed: int = 20_000_000
+    seed: int = EVAL_SEEDS
     data: tuple[tuple[str, str], ...] = ()  # (env id, data path) for dataset-backed envs
     samples: int = 1
     temperature: float | None = None  # None: greedy for one sample, 0.6 for several
