@@ -320,42 +320,105 @@ def test_train_command_builds_and_resumes_a_moe_policy(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
 
 
-def _expert_parallel_worker(rank, init, config, state, x, grad_path):
-    import torch.distributed as dist
+# -- two gloo processes: expert parallelism, and data-parallel GRPO on a MoE policy ----------------
 
+REWARDS = [1.0, 0, 0, 1, 0, 1, 1, 0]  # two groups of 4, one per rank
+
+
+def _expert_parallel(moe_case, rank):
+    """Rank ``rank``'s output and expert gradients for its own sequence, experts sharded over the ranks."""
     from rewardgym.trainers.models.moe import shard_experts
 
+    moe = MoE(moe_case["config"]).train()
+    moe.load_state_dict(moe_case["state"])
+    kept = shard_experts(moe)
+    out = moe(moe_case["x"][rank:rank + 1])
+    (out * torch.arange(out.numel()).view_as(out).sin()).sum().backward()
+    return {"out": out.detach(), "grads": {e: moe.experts[e].down_proj.weight.grad for e in kept}}
+
+
+def _grpo_update(grpo_case, dp):
+    """One replayed GRPO update (aux loss and bias balancing on) of this rank's rows of the batch."""
+    from rewardgym.trainers import grpo
+    from rewardgym.trainers.rollout import Rollout
+    from rewardgym.trainers.train import grpo_update
+
+    policy = DecoderLM(grpo_case["config"])
+    policy.load_state_dict(grpo_case["state"])
+    full, rewards = grpo_case["rollout"], torch.tensor(REWARDS)
+    owned = range(4 * dp.rank, 4 * dp.rank + 4) if dp.world_size > 1 else range(8)
+    rows = torch.arange(owned.start, owned.stop)
+    mine = Rollout(full.batch.select(rows), full.logprobs[rows], [full.texts[i] for i in rows],
+                   [full.lengths[i] for i in rows], [full.truncated[i] for i in rows], full.routing[rows])
+    stats = grpo_update(TrainConfig(mu=2, minibatch_size=3), policy, None, torch.optim.SGD(policy.parameters(), lr=0.1),
+                        mine, grpo.group_advantages(rewards, 4), torch.ones(8, dtype=torch.bool),
+                        torch.Generator().manual_seed(7), owned=owned, dp=dp)
+    return policy.state_dict(), stats
+
+
+def _two_rank_worker(rank, store, moe_case, grpo_case, out):
+    import torch.distributed as dist
+
+    from rewardgym.trainers.distributed import DataParallel
+
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
-        moe = MoE(config).train()
-        moe.load_state_dict(state)
-        kept = shard_experts(moe)
-        mine = x[rank:rank + 1]  # each rank its own sequence
-        out = moe(mine)
-        (out * torch.arange(out.numel()).view_as(out).sin()).sum().backward()
-        grads = {e: moe.experts[e].down_proj.weight.grad for e in kept}
-        torch.save({"out": out.detach(), "grads": grads}, f"{grad_path}.{rank}")
+        result = {"ep": _expert_parallel(moe_case, rank), "dp": _grpo_update(grpo_case, DataParallel(rank, 2))}
+        torch.save(result, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def test_expert_parallel_matches_one_process(tmp_path):
-    mp = pytest.importorskip("torch.multiprocessing")
+@pytest.fixture(scope="module")
+def two_ranks(tiny_moe, tmp_path_factory):
+    """The cases, and what each of two gloo ranks computed for them."""
     config = ModelConfig(hidden_size=16, num_attention_heads=1, num_key_value_heads=1, num_experts=4,
                          num_experts_per_tok=2, moe_intermediate_size=8, n_shared_experts=1, scoring_func="sigmoid")
     torch.manual_seed(0)
-    whole = MoE(config).train()
+    moe = MoE(config)
     with torch.no_grad():
-        whole.gate.weight.normal_(0, 1.0)
-    x = torch.randn(2, 7, 16)
-    outs = [whole(x[i:i + 1]) for i in range(2)]
+        moe.gate.weight.normal_(0, 1.0)
+    moe_case = {"config": config, "state": moe.state_dict(), "x": torch.randn(2, 7, 16)}
+    base, tok, prompts = tiny_moe
+    policy = DecoderLM(ModelConfig(**{**vars(base.config), "aux_loss_alpha": 1.0, "bias_update_speed": 0.01}))
+    policy.load_state_dict(base.state_dict())
+    rollout = sample(policy, tok, [p for p in prompts[:2] for _ in range(4)], max_new_tokens=12,
+                     generator=torch.Generator().manual_seed(0))
+    for row in (0, 1, 5):  # shorter completions, so the ranks' shares of tokens and of sequences differ
+        rollout.batch.attention_mask[row, rollout.batch.prompt_width + 3:] = 0
+        rollout.batch.completion_mask[row, 3:] = 0
+        rollout.logprobs[row, 3:] = 0
+    grpo_case = {"config": policy.config, "state": policy.state_dict(), "rollout": rollout}
+    out = tmp_path_factory.mktemp("ranks")
+    torch.multiprocessing.spawn(_two_rank_worker, nprocs=2, join=True,
+                                args=(str(out / "store"), moe_case, grpo_case, str(out)))
+    return moe_case, grpo_case, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def test_expert_parallel_matches_one_process(two_ranks):
+    moe_case, _, ranks = two_ranks
+    whole = MoE(moe_case["config"]).train()
+    whole.load_state_dict(moe_case["state"])
+    outs = [whole(moe_case["x"][i:i + 1]) for i in range(2)]
     sum((out * torch.arange(out.numel()).view_as(out).sin()).sum() for out in outs).backward()
-    mp.spawn(_expert_parallel_worker, nprocs=2, join=True,
-             args=(f"file://{tmp_path / 'rendezvous'}", config, whole.state_dict(), x, str(tmp_path / "rank")))
-    for rank in range(2):
-        got = torch.load(tmp_path / f"rank.{rank}")
+    for rank, got in enumerate(result["ep"] for result in ranks):
         assert torch.allclose(got["out"], outs[rank], atol=1e-6)
         assert sorted(got["grads"]) == [2 * rank, 2 * rank + 1]  # its half of the experts
         for expert, grad in got["grads"].items():  # collected from both ranks' tokens
             assert torch.allclose(grad, whole.experts[expert].down_proj.weight.grad, atol=1e-6)
+
+
+def test_data_parallel_moe_update_equals_one_process(two_ranks):
+    from rewardgym.trainers.distributed import SINGLE
+
+    _, grpo_case, ranks = two_ranks
+    weights, stats = _grpo_update(grpo_case, SINGLE)
+    first, second = (result["dp"] for result in ranks)
+    biases = [k for k in weights if k.endswith("e_score_correction_bias")]
+    assert any(not torch.equal(weights[k], grpo_case["state"][k]) for k in biases)  # balancing moved them
+    for k in weights:  # both ranks took the single-process step, balancing bias included
+        assert torch.equal(first[0][k], second[0][k]) and torch.allclose(first[0][k], weights[k], atol=1e-6), k
+    loads = [torch.tensor(row.pop("moe_load")) for row in (stats, first[1], second[1])]  # from the global counts
+    assert torch.allclose(loads[1], loads[0], atol=1e-12) and torch.equal(loads[1], loads[2])
+    assert first[1] == pytest.approx(stats, rel=1e-5, abs=1e-7) and second[1] == first[1]

@@ -84,6 +84,7 @@ class TrainConfig(ModelOptions):
     max_new_tokens: int = 40
     temperature: float = 1.0
     top_p: float = 1.0
+    remote: str | None = None  # URL of a `rewardgym serve` verifier service; null = the local env pool
     routing_replay: bool = True  # MoE: train on the experts chosen while sampling (R3)
     # GRPO
     lr: float = 1e-4

@@ -19,6 +19,7 @@ means "route afresh" (positions the sampler never fed through the model).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -174,29 +175,33 @@ def aux_loss(model: nn.Module) -> torch.Tensor | float:
 
 
 @torch.no_grad()
-def balance_experts(model: nn.Module) -> dict[str, Any]:
+def balance_experts(model: nn.Module, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, Any]:
     """Call after each optimizer step: move every layer's bias by ``bias_update_speed`` toward
     balance (b_i += gamma * sign(mean load - load_i), from the tokens routed in training passes
     since the last call) and return that load: per-layer fractions, max/mean imbalance, and the
     fraction of replayed tokens whose experts the router would have chosen differently.
-    Empty for a dense model."""
+    ``reduce`` sums the counters over data-parallel ranks, so every rank sees the global load and
+    keeps the same bias. Empty for a dense model."""
     layers = moe_layers(model)
     if not layers:
         return {}
-    fractions, imbalance, replayed, changed = [], [], 0, 0
-    for layer in layers:
-        load = layer.load.double()
+    # [layers, experts + 2] on the CPU; once per optimizer step, so the device sync is cheap
+    counts = torch.stack([torch.cat([layer.load.cpu(), layer.replayed_tokens.cpu()[None],
+                                     layer.replay_changed.cpu()[None]]) for layer in layers]).double()
+    counts = reduce(counts) if reduce is not None else counts
+    fractions, imbalance = [], []
+    for layer, row in zip(layers, counts):
+        load = row[:-2]
         if load.sum() > 0:
             step = layer.config.bias_update_speed * torch.sign(load.mean() - load)
             layer.gate.e_score_correction_bias += step.to(layer.gate.e_score_correction_bias)
             fractions.append((load / load.sum()).tolist())
             imbalance.append(float(load.max() / load.mean()))
-        replayed += int(layer.replayed_tokens)
-        changed += int(layer.replay_changed)
         layer.reset_stats()
     stats: dict[str, Any] = {}
     if imbalance:
         stats.update(moe_load=fractions, moe_imbalance=float(np.mean(imbalance)), moe_imbalance_max=max(imbalance))
+    replayed, changed = counts[:, -2].sum().item(), counts[:, -1].sum().item()
     if replayed:
         stats["moe_replay_changed"] = changed / replayed
     return stats
