@@ -17,6 +17,7 @@ Task seeds come from the step number (the data cursor) and sampling uses a gener
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -35,6 +36,7 @@ from . import grpo
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
 from .config import SFTConfig, TrainConfig, to_dict
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
+from .models.fp8 import full_precision, to_fp8
 from .models.tokenizer import fixed_phrases
 from .reporting import Progress, add_scalars, close_writer, tensorboard_writer
 from .rollout import Rollout, completion_logprobs, sample
@@ -122,6 +124,33 @@ def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[D
     return policy, tokenizer
 
 
+def training_old_logprobs(cfg: TrainConfig, policy: DecoderLM, rollout: Rollout,
+                          rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
+    """The log-probs the importance ratio divides by, per-token TIS weights, and gap statistics.
+
+    With ``fp8: rollout`` the sampler ran in FP8 while training runs in full precision, so the
+    recorded log-probs are not the trainer's: recompute them for the kept ``rows`` and weight each
+    token by min(pi_train / pi_sampler, tis_cap). Otherwise the recorded log-probs serve as they are.
+    """
+    if cfg.fp8 != "rollout":
+        return rollout.logprobs, None, {}
+    batch = rollout.batch.select(rows)
+    with torch.no_grad(), full_precision(policy):
+        train_logp, _ = completion_logprobs(policy, batch, temperature=cfg.temperature)
+    sampled = rollout.logprobs[rows]
+    real = batch.completion_mask.bool()
+    gap = (train_logp - sampled)[real].abs()
+    stats = {"rollout_logp_gap_mean": float(gap.mean()), "rollout_logp_gap_max": float(gap.max())}
+    old_logp = rollout.logprobs.clone()
+    old_logp[rows] = train_logp
+    if cfg.tis_cap == 0:
+        return old_logp, None, stats
+    weights = torch.ones_like(old_logp)
+    weights[rows] = grpo.tis_weights(train_logp, sampled, cfg.tis_cap)
+    stats["tis_weight_mean"] = float(weights[rows][real].mean())
+    return old_logp, weights, stats
+
+
 def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None, optimizer: torch.optim.Optimizer,
                 rollout: Rollout, advantages: torch.Tensor, keep: torch.Tensor,
                 generator: torch.Generator) -> dict[str, float]:
@@ -129,6 +158,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     rows = keep.nonzero().squeeze(-1)
     if len(rows) == 0:
         return {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0, "optimizer_steps": 0}
+    old_logp, tis_weight, gap_stats = training_old_logprobs(cfg, policy, rollout, rows)
     size = cfg.minibatch_size or len(rows)
     totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0}
     steps = 0
@@ -136,15 +166,17 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     for chosen in grpo.minibatches(len(rows), size, cfg.mu, generator):
         index = rows[chosen]
         batch = rollout.batch.select(index)
-        logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True)
+        with full_precision(policy) if cfg.fp8 == "rollout" else contextlib.nullcontext():
+            logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True)
         ref_logp = None
         if reference is not None:
             with torch.no_grad():
                 ref_logp, _ = completion_logprobs(reference, batch, temperature=cfg.temperature)
         loss, stats = grpo.policy_loss(
-            logp, rollout.logprobs[index], advantages[index], batch.completion_mask, eps_low=cfg.eps_low,
+            logp, old_logp[index], advantages[index], batch.completion_mask, eps_low=cfg.eps_low,
             eps_high=cfg.eps_high, ratio_level=cfg.ratio_level, aggregation=cfg.aggregation,
-            max_length=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta)
+            max_length=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta,
+            tis_weight=None if tis_weight is None else tis_weight[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
@@ -155,7 +187,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
         totals["clip_fraction"] += stats.clip_fraction
         totals["entropy"] += float(grpo.aggregate(entropy, batch.completion_mask, "token_mean"))
         totals["grad_norm"] += float(grad_norm)
-    return {**{k: v / steps for k, v in totals.items()}, "optimizer_steps": steps}
+    return {**{k: v / steps for k, v in totals.items()}, "optimizer_steps": steps, **gap_stats}
 
 
 def grpo_step(cfg: TrainConfig, step: int, envs: Any, policy: DecoderLM, tokenizer: Tokenizer,
@@ -221,6 +253,8 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
         log(f"resuming from {checkpoint} at step {first_step}")
     else:
         policy, tokenizer = load_pretrained(start_dir)
+    if cfg.fp8 != "none":
+        policy = to_fp8(policy)
     reference = None
     if cfg.beta > 0:  # the frozen start policy; with beta 0 no copy is kept
         reference = load_pretrained(start_dir, with_tokenizer=False)[0].eval().requires_grad_(False)
