@@ -3,6 +3,8 @@ the training autograd, rollout-only FP8 with truncated importance sampling, and 
 
 import json
 import math
+import runpy
+from pathlib import Path
 
 import pytest
 
@@ -255,3 +257,10 @@ def test_tiny_fp8_run_trains_and_saves_a_plain_model(tmp_path, mode):
     start, _ = load_pretrained(run / "start")
     assert not model.config.fp8
     assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
+
+
+def test_gpu_benchmark_runs_in_smoke_mode(capsys):
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "bench.py"))
+    assert bench["main"](["--smoke"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(table) == 3 and "GRPO training step" in table[-1]

@@ -95,9 +95,9 @@ def quantize_tiles(x: torch.Tensor) -> Quantized:
     if x.dim() != 2:
         raise ValueError(f"quantize_tiles: expected a 2-D tensor, got shape {tuple(x.shape)}")
     rows, cols = x.shape
-    padded = _pad_to(x.float(), rows, _ceil(cols, BLOCK)).reshape(rows, -1, BLOCK)
+    padded = _pad_to(x.float(), rows, _ceil(cols, BLOCK)).reshape(rows, _ceil(cols, BLOCK) // BLOCK, BLOCK)
     scale = _scale_of(padded.abs().amax(dim=-1))
-    data = _to_e4m3(padded / scale[..., None]).reshape(rows, -1)
+    data = _to_e4m3(padded / scale[..., None]).reshape(rows, _ceil(cols, BLOCK))
     return Quantized(data, scale, (rows, cols), 1)
 
 
