@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: E402
 from rewardgym.trainers import grpo  # noqa: E402
 from rewardgym.trainers.cli import train_main  # noqa: E402
 from rewardgym.trainers.config import TrainConfig  # noqa: E402
-from rewardgym.trainers.models import DecoderLM, ModelConfig, load_pretrained  # noqa: E402
+from rewardgym.trainers.models import DecoderLM, ModelConfig, fp8, load_pretrained  # noqa: E402
 from rewardgym.trainers.models.fp8 import (  # noqa: E402
     FP8Linear, Quantized, backend_for, full_precision, matmul_blockwise, matmul_emulated, quantize_blocks,
     quantize_tiles, scaled_matmul, to_fp8)
@@ -118,6 +118,23 @@ def test_emulated_and_rowwise_kernels_equal_dequantise_then_matmul():
     assert backend_for(torch.device("cpu"), torch.float32) == "emulated"
 
 
+def test_kernel_probe_accepts_a_correct_kernel_and_refuses_a_wrong_one(monkeypatch):
+    cpu = torch.device("cpu")
+    assert fp8._probe("rowwise", cpu, torch.float32, 128) and fp8._probe("rowwise", cpu, torch.bfloat16, 1)
+    with pytest.warns(UserWarning, match="blockwise kernel unavailable"):  # no DeepSeek recipe on CPU
+        assert not fp8._probe("blockwise", cpu, torch.float32, 128)
+    real = fp8._run
+
+    def misplaced_scale(backend, a, b, out_dtype):
+        out = real(backend, a, b, out_dtype)
+        out[3] *= 2
+        return out
+
+    monkeypatch.setattr(fp8, "_run", misplaced_scale)
+    with pytest.raises(RuntimeError, match="disagrees with the emulation"):
+        fp8._probe("rowwise", cpu, torch.float32, 1)
+
+
 def _meta(q: Quantized) -> Quantized:
     return Quantized(q.data.to("meta"), q.scale.to("meta"), q.shape, q.block_rows)
 
@@ -191,17 +208,17 @@ def test_weight_quantisation_is_cached_until_the_weight_changes():
 def test_to_fp8_swaps_the_projections_but_not_the_head():
     torch.manual_seed(5)
     model = DecoderLM(ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1))
-    fp8 = to_fp8(model)
-    assert to_fp8(fp8) is fp8 and fp8.config.fp8 and not model.config.fp8
-    kinds = {name: type(m) for name, m in fp8.named_modules() if isinstance(m, torch.nn.Linear)}
+    model8 = to_fp8(model)
+    assert to_fp8(model8) is model8 and model8.config.fp8 and not model.config.fp8
+    kinds = {name: type(m) for name, m in model8.named_modules() if isinstance(m, torch.nn.Linear)}
     assert kinds.pop("lm_head") is torch.nn.Linear and set(kinds.values()) == {FP8Linear} and len(kinds) == 7
-    state, state8 = model.state_dict(), fp8.state_dict()
+    state, state8 = model.state_dict(), model8.state_dict()
     assert state.keys() == state8.keys() and all(torch.equal(state[k], state8[k]) for k in state)
     ids = torch.randint(0, 64, (2, 9))
-    assert _rel(fp8(ids), model(ids)) < 0.1
-    with full_precision(fp8):
-        assert torch.allclose(fp8(ids), model(ids), atol=1e-6)
-    assert "fp8" not in fp8.config.to_hf()
+    assert _rel(model8(ids), model(ids)) < 0.1
+    with full_precision(model8):
+        assert torch.allclose(model8(ids), model(ids), atol=1e-6)
+    assert "fp8" not in model8.config.to_hf()
 
 
 # -- truncated importance sampling ---------------------------------------------------------------

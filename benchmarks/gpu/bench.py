@@ -126,8 +126,8 @@ def training_rows(spec: dict, device: torch.device, args: argparse.Namespace) ->
     tokens = rollouts * completion
     bf16, fp8 = best["none"], best["train"]
     return [f"| GRPO training step, {params:,}-parameter decoder, {rollouts} x ({prompt} + {completion}) "
-            f"tokens, minibatches of {args.minibatch or rollouts} | {bf16:.3f} s ({tokens / bf16:,.0f} completion tokens/s) | {fp8:.3f} s "
-            f"({tokens / fp8:,.0f} completion tokens/s) | {bf16 / fp8:.2f}x |"]
+            f"tokens, minibatches of {args.minibatch or rollouts} | {bf16:.3f} s ({tokens / bf16:,.0f} completion "
+            f"tokens/s) | {fp8:.3f} s ({tokens / fp8:,.0f} completion tokens/s) | {bf16 / fp8:.2f}x |"]
 
 
 def main(argv: list[str] | None = None) -> int:
