@@ -163,7 +163,7 @@ def test_fp8_layer_output_is_close_to_full_precision(dtype):
     reference = F.linear(x.float(), layer.weight.float(), layer.bias.float())
     y = layer(x)
     assert y.dtype == dtype
-    assert _rel(y, reference) < 0.06
+    assert 0.01 < _rel(y, reference) < 0.06  # E4M3 keeps 3 mantissa bits: a few percent, not BF16's 0.4%
     with full_precision(layer):
         assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
     assert layer.fp8
