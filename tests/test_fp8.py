@@ -15,6 +15,8 @@ import torch.nn.functional as F  # noqa: E402
 from rewardgym.trainers import grpo  # noqa: E402
 from rewardgym.trainers.cli import train_main  # noqa: E402
 from rewardgym.trainers.config import TrainConfig  # noqa: E402
+from rewardgym.trainers.rollout import Rollout, completion_logprobs, pack  # noqa: E402
+from rewardgym.trainers.train import training_old_logprobs  # noqa: E402
 from rewardgym.trainers.models import DecoderLM, ModelConfig, fp8, load_pretrained  # noqa: E402
 from rewardgym.trainers.models.fp8 import (  # noqa: E402
     FP8Linear, Quantized, backend_for, full_precision, matmul_blockwise, matmul_emulated, quantize_blocks,
@@ -242,6 +244,26 @@ def test_policy_loss_scales_each_token_by_its_tis_weight():
     assert loss.item() == pytest.approx((-2.0 - 0.6 + 3.0) / 3)
     plain, _ = grpo.policy_loss(logp, old, adv, mask, eps_low=0.2, eps_high=0.2)
     assert plain.item() == pytest.approx((-1.0 - 1.2 + 2.0) / 3)
+
+
+def test_rollout_mode_recomputes_old_logprobs_in_full_precision_and_weights_tokens():
+    torch.manual_seed(6)
+    model8 = to_fp8(DecoderLM(ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1)))
+    batch = pack([[5, 6, 7], [8, 9]], [[10, 11, 12, 13], [14]], pad_id=0)
+    with torch.no_grad():
+        sampled, _ = completion_logprobs(model8, batch)  # what an FP8 sampler records
+        with full_precision(model8):
+            full, _ = completion_logprobs(model8, batch)
+    sampled = sampled * batch.completion_mask  # the sampler records 0 past a completion's end
+    rollout = Rollout(batch, sampled, texts=["", ""], lengths=[4, 1], truncated=[False, False])
+    old, weights, stats = training_old_logprobs(TrainConfig(fp8="rollout", tis_cap=1.01), model8, rollout)
+    assert torch.equal(old, full)
+    assert torch.allclose(weights, (full - sampled).exp().clamp(max=1.01))
+    real = batch.completion_mask.bool()
+    assert stats["rollout_logp_gap_max"] == pytest.approx(float((full - sampled)[real].abs().max()))
+    assert 0 < stats["rollout_logp_gap_mean"] <= stats["rollout_logp_gap_max"]
+    assert training_old_logprobs(TrainConfig(fp8="rollout", tis_cap=0), model8, rollout)[1] is None
+    assert training_old_logprobs(TrainConfig(fp8="train"), model8, rollout) == (sampled, None, {})
 
 
 def test_fp8_modes_are_validated():

@@ -124,31 +124,26 @@ def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[D
     return policy, tokenizer
 
 
-def training_old_logprobs(cfg: TrainConfig, policy: DecoderLM, rollout: Rollout,
-                          rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
+def training_old_logprobs(cfg: TrainConfig, policy: DecoderLM,
+                          rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
     """The log-probs the importance ratio divides by, per-token TIS weights, and gap statistics.
 
     With ``fp8: rollout`` the sampler ran in FP8 while training runs in full precision, so the
-    recorded log-probs are not the trainer's: recompute them for the kept ``rows`` and weight each
-    token by min(pi_train / pi_sampler, tis_cap). Otherwise the recorded log-probs serve as they are.
+    recorded log-probs are not the trainer's: recompute them and weight each token by
+    min(pi_train / pi_sampler, tis_cap). Otherwise the recorded log-probs serve as they are.
     """
     if cfg.fp8 != "rollout":
         return rollout.logprobs, None, {}
-    batch = rollout.batch.select(rows)
     with torch.no_grad(), full_precision(policy):
-        train_logp, _ = completion_logprobs(policy, batch, temperature=cfg.temperature)
-    sampled = rollout.logprobs[rows]
-    real = batch.completion_mask.bool()
-    gap = (train_logp - sampled)[real].abs()
+        train_logp, _ = completion_logprobs(policy, rollout.batch, temperature=cfg.temperature)
+    real = rollout.batch.completion_mask.bool()
+    gap = (train_logp - rollout.logprobs)[real].abs()
     stats = {"rollout_logp_gap_mean": float(gap.mean()), "rollout_logp_gap_max": float(gap.max())}
-    old_logp = rollout.logprobs.clone()
-    old_logp[rows] = train_logp
     if cfg.tis_cap == 0:
-        return old_logp, None, stats
-    weights = torch.ones_like(old_logp)
-    weights[rows] = grpo.tis_weights(train_logp, sampled, cfg.tis_cap)
-    stats["tis_weight_mean"] = float(weights[rows][real].mean())
-    return old_logp, weights, stats
+        return train_logp, None, stats
+    weights = grpo.tis_weights(train_logp, rollout.logprobs, cfg.tis_cap)
+    stats["tis_weight_mean"] = float(weights[real].mean())
+    return train_logp, weights, stats
 
 
 def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None, optimizer: torch.optim.Optimizer,
@@ -158,7 +153,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     rows = keep.nonzero().squeeze(-1)
     if len(rows) == 0:
         return {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0, "optimizer_steps": 0}
-    old_logp, tis_weight, gap_stats = training_old_logprobs(cfg, policy, rollout, rows)
+    old_logp, tis_weight, gap_stats = training_old_logprobs(cfg, policy, rollout)
     size = cfg.minibatch_size or len(rows)
     totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0}
     steps = 0
