@@ -303,3 +303,13 @@ def test_gpu_benchmark_runs_in_smoke_mode(capsys):
     assert bench["main"](["--smoke"]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(table) == 3 and "GRPO training step" in table[-1]
+
+
+def test_resumed_fp8_run_ends_with_the_same_weights(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert train_main([f"run_dir={full}", "fp8=rollout", *TINY]) == 0
+    assert train_main([f"run_dir={cut}", "fp8=rollout", *TINY, "steps=1"]) == 0
+    assert train_main([f"run_dir={cut}", "fp8=rollout", *TINY]) == 0
+    a, _ = load_pretrained(full / "checkpoints" / "step-000002")
+    b, _ = load_pretrained(cut / "checkpoints" / "step-000002")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
