@@ -7,7 +7,8 @@ weights per 128x128 block, so an outlier only costs precision inside its own til
 
 The product of two quantised operands is formed 128 reduction elements at a time, each partial
 sum scaled by its two FP32 scales and accumulated in FP32 (DeepSeek-V3's promotion every 128
-elements). Three backends compute exactly that and differ only in FP32 summation order:
+elements). Three backends compute exactly that; they differ only in summation order (and in the
+tensor cores' own accumulation inside a 128-element slice on a GPU):
 
 * ``blockwise``: one ``torch.nn.functional.scaled_mm`` call with the BlockWise1x128 x BlockWise128x128
   (or 1x128 x 1x128) recipe -- cuBLASLt >= 12.9 on SM90 (Hopper), the only place torch offers it;
@@ -15,8 +16,9 @@ elements). Three backends compute exactly that and differ only in FP32 summation
   output, summed in FP32 -- any FP8-capable GPU (capability >= 8.9), and CPU (used in tests);
 * ``emulated``: the FP8 values upcast to FP32, multiplied per slice and scaled -- everywhere.
 
-A GPU backend is chosen once per (device, output dtype) by running it on a probe and checking it
-against the emulation; a kernel that is unavailable falls back, one that disagrees is an error.
+A GPU backend is chosen once per (device, output dtype, operand kind) by running it on a probe and
+checking it against the emulation; a kernel that is unavailable falls back, one that disagrees is
+an error.
 
 Training (``FP8Linear`` with master weights in BF16 or FP32): all three GEMMs run in FP8 as in
 DeepSeek-V3. Forward ``y = x W^T``: x in 1x128 tiles, W in 128x128 blocks. Input gradient
@@ -254,7 +256,8 @@ class FP8Linear(nn.Linear):
     """A drop-in ``nn.Linear`` (same parameters and state dict) whose matmuls run in FP8.
 
     The weight's 128x128 quantisation is cached and reused until the weight changes (any in-place
-    update, such as an optimizer step or ``load_state_dict``, bumps its version). ``fp8 = False``
+    update, such as an optimizer step or ``load_state_dict``, bumps its version; writes through
+    ``weight.data`` bypass the version counter and are not seen). ``fp8 = False``
     (see ``full_precision``) computes the ordinary full-precision product with the same weights."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, **kwargs: Any):
