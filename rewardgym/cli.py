@@ -1,4 +1,4 @@
-"""The ``rewardgym`` command: list, check, demo, train, sft, new-env and serve."""
+"""The ``rewardgym`` command: list, check, demo, train, sft, eval, sample, new-env and serve."""
 
 from __future__ import annotations
 
@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("settings", nargs=argparse.REMAINDER, help="[--config FILE.yaml] [key=value ...]; --help lists them")
         p.set_defaults(func=_learner)
 
+    from .eval.cli import add_parsers as add_eval_parsers
+
+    add_eval_parsers(sub)
+
     p = sub.add_parser("new-env", help="scaffold a new environment (module, verifier, registry entry, examples)")
     p.add_argument("name", help="CamelCase name, e.g. WordSort -> rewardgym/WordSort-v0")
     p.add_argument("--root", default=".", help="repository root holding the rewardgym package")
@@ -150,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RegistryError, ValueError, ImportError, FileNotFoundError, gym.error.Error) as exc:
+    except (RegistryError, ValueError, ImportError, FileNotFoundError, FileExistsError, gym.error.Error) as exc:
         print(f"rewardgym: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from ..service import ServiceError
 from .config import SFTConfig, TrainConfig, parse_config
 
 
@@ -27,7 +28,7 @@ def _run(cls: type, command: str, argv: list[str], body) -> int:
     try:
         cfg = parse_config(cls, argv)
         body(cfg)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, FileNotFoundError, ImportError, ServiceError) as exc:
         print(f"rewardgym {command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -72,6 +72,7 @@ class TrainConfig(ModelOptions):
     max_new_tokens: int = 40
     temperature: float = 1.0
     top_p: float = 1.0
+    remote: str | None = None  # URL of a `rewardgym serve` verifier service; null = the local env pool
     # GRPO
     lr: float = 1e-4
     mu: int = 1  # optimizer passes over each rollout batch

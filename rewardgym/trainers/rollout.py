@@ -8,6 +8,7 @@ exactly with those recomputed for training.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -99,15 +100,27 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
 
 
+def _draw(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    """One token per row of ``probs``; with a list of generators, block by block (see ``sample``)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    blocks = probs.split(len(probs) // len(generator))
+    return torch.cat([torch.multinomial(b, 1, generator=g) for b, g in zip(blocks, generator)]).squeeze(-1)
+
+
 @torch.no_grad()
 def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_new_tokens: int,
            temperature: float = 1.0, top_p: float = 1.0, stop: tuple[str, ...] = ("</answer>",),
-           generator: torch.Generator | None = None) -> Rollout:
+           generator: torch.Generator | Sequence[torch.Generator] | None = None) -> Rollout:
     """One completion per prompt (repeat a prompt G times for a group). ``temperature=0`` is greedy.
 
     A row stops at EOS, at a stop string, or after ``max_new_tokens``. Recorded log-probs are those
     of the temperature-scaled distribution before top-p, as ``completion_logprobs`` recomputes them.
+    A list of generators splits the rows into that many equal consecutive blocks (GRPO groups),
+    each drawing from its own, so a group's samples do not depend on which groups share the batch.
     """
+    if isinstance(generator, Sequence) and (not generator or len(prompts) % len(generator)):
+        raise ValueError(f"sample: {len(prompts)} prompts do not split into {len(generator)} generator blocks")
     was_training = model.training
     model.eval()
     prompt_ids = tokenizer.encode_batch(prompts)
@@ -125,7 +138,7 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
         scaled = logits / (temperature if temperature > 0 else 1.0)
         if temperature > 0:
             probs = top_p_filter(scaled, top_p).softmax(-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            token = _draw(probs, generator)
         else:
             token = scaled.argmax(-1)
         logp = F.log_softmax(scaled, -1).gather(-1, token[:, None]).squeeze(-1)

@@ -11,13 +11,16 @@
     held-out greedy accuracy before and after; run_dir/curves.png
 
 Environments are reached only through ``rewardgym.make_vec`` and the Gymnasium vector API.
-Task seeds come from the step number (the data cursor) and sampling uses a generator seeded by
-(seed, step), so a CPU run resumed from any checkpoint ends with the same weights.
+Task seeds come from the step number (the data cursor) and each group samples from a generator
+seeded by (seed, step, group index), so a CPU run resumed from any checkpoint ends with the same
+weights, and a ``torchrun`` job (trainers/distributed.py) produces the same global batch on any
+number of ranks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -35,6 +38,7 @@ from ..curriculum import Curriculum
 from . import grpo
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
 from .config import SFTConfig, TrainConfig, to_dict
+from .distributed import SINGLE, DataParallel, check_world, group_generators, launch, shutdown
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
 from .models.fp8 import full_precision, to_fp8
 from .models.tokenizer import fixed_phrases
@@ -61,7 +65,7 @@ class Scored:
 
 def rollout_and_score(envs: Any, seeds: list[int], policy: DecoderLM, tokenizer: Tokenizer, *,
                       max_new_tokens: int, temperature: float, top_p: float = 1.0,
-                      generator: torch.Generator | None = None) -> Scored:
+                      generator: torch.Generator | list[torch.Generator] | None = None) -> Scored:
     """Reset every sub-env with its seed, sample one completion per prompt, step to score them."""
     prompts, _ = envs.reset(seed=seeds)
     start = time.perf_counter()
@@ -76,15 +80,20 @@ def rollout_and_score(envs: Any, seeds: list[int], policy: DecoderLM, tokenizer:
     return Scored(rollout, np.asarray(rewards, dtype=float), correct, components, middle - start, end - middle)
 
 
-def evaluate(policy: DecoderLM, tokenizer: Tokenizer, env_id: str, n: int, max_new_tokens: int) -> float:
-    """Greedy accuracy on ``n`` held-out tasks (seeds EVAL_SEEDS...)."""
-    envs = rewardgym.make_vec(env_id, num_envs=n)
-    try:
-        scored = rollout_and_score(envs, list(range(EVAL_SEEDS, EVAL_SEEDS + n)), policy, tokenizer,
-                                   max_new_tokens=max_new_tokens, temperature=0.0)
-    finally:
-        envs.close()
-    return float(scored.correct.mean())
+def evaluate(policy: DecoderLM, tokenizer: Tokenizer, env_id: str, n: int, max_new_tokens: int, *,
+             remote: str | None = None, dp: DataParallel = SINGLE) -> float:
+    """Greedy accuracy on ``n`` held-out tasks (seeds EVAL_SEEDS...), each rank taking its share."""
+    mine = dp.shard(n)
+    correct = 0
+    if len(mine):
+        envs = rewardgym.make_vec(env_id, num_envs=len(mine), remote=remote)
+        try:
+            scored = rollout_and_score(envs, [EVAL_SEEDS + i for i in mine], policy, tokenizer,
+                                       max_new_tokens=max_new_tokens, temperature=0.0)
+        finally:
+            envs.close()
+        correct = int(scored.correct.sum())
+    return float(dp.sum(torch.tensor(correct, dtype=torch.float64))) / n
 
 
 def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[DecoderLM, Tokenizer]:
@@ -124,9 +133,10 @@ def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[D
     return policy, tokenizer
 
 
-def training_old_logprobs(cfg: TrainConfig, policy: DecoderLM,
-                          rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
-    """The log-probs the importance ratio divides by, per-token TIS weights, and gap statistics.
+def training_old_logprobs(cfg: TrainConfig, policy: DecoderLM, rollout: Rollout,
+                          dp: DataParallel = SINGLE) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
+    """The log-probs the importance ratio divides by, per-token TIS weights, and gap statistics
+    (reduced over ranks).
 
     With ``fp8: rollout`` the sampler ran in FP8 while training runs in full precision, so the
     recorded log-probs are not the trainer's: recompute them and weight each token by
@@ -138,109 +148,154 @@ def training_old_logprobs(cfg: TrainConfig, policy: DecoderLM,
         train_logp, _ = completion_logprobs(policy, rollout.batch, temperature=cfg.temperature)
     real = rollout.batch.completion_mask.bool()
     gap = (train_logp - rollout.logprobs)[real].abs()
-    stats = {"rollout_logp_gap_mean": float(gap.mean()), "rollout_logp_gap_max": float(gap.max())}
-    if cfg.tis_cap == 0:
-        return train_logp, None, stats
-    weights = grpo.tis_weights(train_logp, rollout.logprobs, cfg.tis_cap)
-    stats["tis_weight_mean"] = float(weights[real].mean())
+    weights = grpo.tis_weights(train_logp, rollout.logprobs, cfg.tis_cap) if cfg.tis_cap else None
+    total, count, weight_total = dp.sum(torch.tensor(
+        [float(gap.sum()), gap.numel(), float(weights[real].sum()) if weights is not None else 0.0],
+        dtype=torch.float64)).tolist()
+    largest = dp.max(gap.max() if gap.numel() else torch.tensor(0.0))
+    stats = {"rollout_logp_gap_mean": total / max(count, 1), "rollout_logp_gap_max": float(largest)}
+    if weights is not None:
+        stats["tis_weight_mean"] = weight_total / max(count, 1)
     return train_logp, weights, stats
 
 
 def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None, optimizer: torch.optim.Optimizer,
-                rollout: Rollout, advantages: torch.Tensor, keep: torch.Tensor,
-                generator: torch.Generator) -> dict[str, float]:
-    """mu passes of minibatch optimizer steps over the kept rollouts; returns averaged statistics."""
+                rollout: Rollout, advantages: torch.Tensor, keep: torch.Tensor, generator: torch.Generator, *,
+                owned: range | None = None, dp: DataParallel = SINGLE) -> dict[str, float]:
+    """mu passes of minibatch optimizer steps over the kept rollouts; returns averaged statistics.
+
+    ``advantages`` and ``keep`` cover the global batch, of which this rank's ``rollout`` holds the
+    rows ``owned`` (all of them in one process). Minibatches are drawn over the global kept rows;
+    each rank back-propagates its own rows scaled by its share of the minibatch's normaliser and
+    ``dp`` sums the gradients, so every rank takes the single-process step (see distributed.py)."""
     rows = keep.nonzero().squeeze(-1)
     if len(rows) == 0:
         return {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0, "optimizer_steps": 0}
-    old_logp, tis_weight, gap_stats = training_old_logprobs(cfg, policy, rollout)
+    owned = owned if owned is not None else range(len(keep))
+    old_logp, tis_weight, gap_stats = training_old_logprobs(cfg, policy, rollout, dp)
     size = cfg.minibatch_size or len(rows)
-    totals = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0}
-    steps = 0
+    totals = torch.zeros(4, dtype=torch.float64)  # loss, kl, clip_fraction, entropy: this rank's weighted parts
+    grad_norm, steps = 0.0, 0
     policy.train()
     for chosen in grpo.minibatches(len(rows), size, cfg.mu, generator):
         index = rows[chosen]
-        batch = rollout.batch.select(index)
-        with full_precision(policy) if cfg.fp8 == "rollout" else contextlib.nullcontext():
-            logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True)
-        ref_logp = None
-        if reference is not None:
-            with torch.no_grad():
-                ref_logp, _ = completion_logprobs(reference, batch, temperature=cfg.temperature)
-        loss, stats = grpo.policy_loss(
-            logp, old_logp[index], advantages[index], batch.completion_mask, eps_low=cfg.eps_low,
-            eps_high=cfg.eps_high, ratio_level=cfg.ratio_level, aggregation=cfg.aggregation,
-            max_length=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta,
-            tis_weight=None if tis_weight is None else tis_weight[index])
+        mine = index[(index >= owned.start) & (index < owned.stop)]
+        local = mine - owned.start
+        batch = rollout.batch.select(local)
+        tokens = batch.completion_mask.sum()
+        # token_mean divides by the minibatch's tokens, the other aggregations by its sequences
+        weight = tokens if cfg.aggregation == "token_mean" else torch.tensor(float(len(local)))
+        weight_share, token_share = torch.stack([weight, tokens]) / dp.sum(torch.stack([weight, tokens]))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        if len(local):
+            with full_precision(policy) if cfg.fp8 == "rollout" else contextlib.nullcontext():
+                logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True)
+            ref_logp = None
+            if reference is not None:
+                with torch.no_grad():
+                    ref_logp, _ = completion_logprobs(reference, batch, temperature=cfg.temperature)
+            loss, stats = grpo.policy_loss(
+                logp, old_logp[local], advantages[mine], batch.completion_mask, eps_low=cfg.eps_low,
+                eps_high=cfg.eps_high, ratio_level=cfg.ratio_level, aggregation=cfg.aggregation,
+                max_length=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta,
+                tis_weight=None if tis_weight is None else tis_weight[local])
+            loss = loss * weight_share
+            loss.backward()
+            share = float(token_share)  # kl, clip fraction and entropy are token means
+            mean_entropy = float(grpo.aggregate(entropy, batch.completion_mask, "token_mean"))
+            totals += torch.tensor([loss.item(), stats.kl * share, stats.clip_fraction * share, mean_entropy * share],
+                                   dtype=torch.float64)
+        dp.sum_gradients(policy.parameters())
+        grad_norm += float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
         optimizer.step()
         steps += 1
-        totals["loss"] += loss.item()
-        totals["kl"] += stats.kl
-        totals["clip_fraction"] += stats.clip_fraction
-        totals["entropy"] += float(grpo.aggregate(entropy, batch.completion_mask, "token_mean"))
-        totals["grad_norm"] += float(grad_norm)
-    return {**{k: v / steps for k, v in totals.items()}, "optimizer_steps": steps, **gap_stats}
+    loss, kl, clip_fraction, entropy = (dp.sum(totals) / steps).tolist()
+    return {"loss": loss, "kl": kl, "clip_fraction": clip_fraction, "entropy": entropy, "grad_norm": grad_norm / steps,
+            "optimizer_steps": steps, **gap_stats}
 
 
 def grpo_step(cfg: TrainConfig, step: int, envs: Any, policy: DecoderLM, tokenizer: Tokenizer,
-              reference: DecoderLM | None, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """One GRPO step: rollouts for the step's task seeds, rewards, advantages, update; its metrics row."""
+              reference: DecoderLM | None, optimizer: torch.optim.Optimizer,
+              dp: DataParallel = SINGLE) -> dict[str, Any]:
+    """One GRPO step: rollouts for this rank's share of the step's task groups, rewards, then (over the
+    global batch every rank gathers) advantages, the update and the step's metrics row."""
     group = cfg.group_size
-    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    groups = dp.shard(cfg.tasks_per_step)
     first_task = step * cfg.tasks_per_step  # the data cursor
-    seeds = [first_task + t for t in range(cfg.tasks_per_step) for _ in range(group)]
+    seeds = [first_task + g for g in groups for _ in range(group)]
     scored = rollout_and_score(envs, seeds, policy, tokenizer, max_new_tokens=cfg.max_new_tokens,
-                               temperature=cfg.temperature, top_p=cfg.top_p, generator=generator)
+                               temperature=cfg.temperature, top_p=cfg.top_p,
+                               generator=group_generators(cfg.seed, step, groups))
     rollout = scored.rollout
-    lengths = torch.tensor(rollout.lengths)
     rewards = torch.tensor(scored.rewards, dtype=torch.float32)
     if cfg.overlong_buffer:
-        rewards = rewards + grpo.overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer,
-                                                  cfg.overlong_factor)
+        rewards = rewards + grpo.overlong_penalty(torch.tensor(rollout.lengths), cfg.max_new_tokens,
+                                                  cfg.overlong_buffer, cfg.overlong_factor)
+    batch = dp.concat({"rewards": rewards.numpy(), "lengths": np.asarray(rollout.lengths),
+                       "correct": scored.correct, "truncated": np.asarray(rollout.truncated),
+                       **{f"reward_{k}": v for k, v in scored.components.items()}})
+    rewards, lengths = torch.from_numpy(batch.pop("rewards")), torch.from_numpy(batch.pop("lengths"))
     advantages = grpo.group_advantages(rewards, group, scale_std=cfg.scale_std)
     keep = torch.ones(len(rewards), dtype=torch.bool)
     if cfg.filter_zero_variance:
         keep = grpo.informative_groups(rewards, group)
 
     started = time.perf_counter()
-    stats = grpo_update(cfg, policy, reference, optimizer, rollout, advantages, keep, generator)
-    seconds_train = time.perf_counter() - started
+    stats = grpo_update(cfg, policy, reference, optimizer, rollout, advantages, keep,
+                        torch.Generator().manual_seed(cfg.seed * 1_000_003 + step),
+                        owned=range(groups.start * group, groups.stop * group), dp=dp)
+    seconds = dp.max(torch.tensor([scored.seconds_generate, scored.seconds_verify, time.perf_counter() - started],
+                                  dtype=torch.float64)).tolist()  # the slowest rank sets the pace
     return {
         "step": step + 1,
         "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-        **{f"reward_{k}": float(v.mean()) for k, v in scored.components.items()},
-        "accuracy": float(scored.correct.mean()),
+        **{k: float(batch.pop(k).mean()) for k in list(batch) if k.startswith("reward_")},
+        "accuracy": float(batch["correct"].mean()),
         "response_length": float(lengths.float().mean()),
         "completion_tokens": int(lengths.sum()),
-        "truncated_fraction": float(np.mean(rollout.truncated)),
+        "truncated_fraction": float(np.mean(batch["truncated"])),
         "groups_kept": int(keep.sum()) // group, **stats,
-        "tokens_per_s": float(lengths.sum()) / max(scored.seconds_generate, 1e-9),
-        "time_generate": scored.seconds_generate, "time_verify": scored.seconds_verify,
-        "time_train": seconds_train,
+        "tokens_per_s": float(lengths.sum()) / max(seconds[0], 1e-9),
+        "time_generate": seconds[0], "time_verify": seconds[1], "time_train": seconds[2],
     }
 
 
 def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
-    """Run (or resume) a training run in ``cfg.run_dir``; returns the summary also written to summary.json."""
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    """Run (or resume) a training run in ``cfg.run_dir``; returns the summary also written to summary.json.
+    Under ``torchrun`` every rank runs this; rank 0 alone writes to ``run_dir`` and logs."""
+    dp, owned = launch()
+    try:
+        return _train(cfg, log or (lambda message: print(message, file=sys.stderr, flush=True)), dp)
+    finally:
+        shutdown(owned)
+
+
+def _train(cfg: TrainConfig, log: Log, dp: DataParallel) -> dict[str, Any]:
+    if dp.world_size > 1:
+        check_world(cfg.tasks_per_step, cfg.curriculum, dp.world_size)
+    if not dp.main:
+        log = lambda message: None  # noqa: E731
+        cfg = dataclasses.replace(cfg, progress=False, tensorboard=False, plot=False)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n", encoding="utf-8")
+    if dp.main:
+        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n", encoding="utf-8")
 
     # -- the policy: resume, or reuse the saved start, or build it (with the SFT cold start) -----
-    checkpoint = latest_checkpoint(run_dir)
+    checkpoint = dp.broadcast(latest_checkpoint(run_dir) if dp.main else None)
     start_dir = run_dir / "start"
-    if checkpoint is None and not (start_dir / "config.json").is_file():
+    if dp.main and checkpoint is None and not (start_dir / "config.json").is_file():
         writer = tensorboard_writer(run_dir / "tensorboard" / "sft", enabled=cfg.tensorboard)
         try:
             save_pretrained(*build_policy(cfg.cold_start(), log, writer), start_dir)
         finally:
             close_writer(writer)
+    dp.barrier()  # the other ranks read what rank 0 wrote
+    if not (start_dir / "config.json").is_file() or (checkpoint is not None and not checkpoint.is_dir()):
+        raise FileNotFoundError(f"rank {dp.rank}: {run_dir} lacks what rank 0 wrote there; "
+                                "on several nodes run_dir must be on a filesystem every node shares")
     first_step, state = 0, None
     if checkpoint is not None:
         policy, tokenizer, state = load_checkpoint(checkpoint)
@@ -257,12 +312,14 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         set_rng_states(state["rng"])
-    summary = _load_json(run_dir / "summary.json") if state is not None else {}
+    summary = dp.broadcast(_load_json(run_dir / "summary.json") if state is not None and dp.main else {})
+    if dp.world_size > 1:
+        log(f"data-parallel over {dp.world_size} ranks: {cfg.tasks_per_step} groups per step shared out")
     writer = tensorboard_writer(run_dir / "tensorboard" / "grpo", enabled=cfg.tensorboard,
                                 purge_step=first_step + 1 if first_step else None)
     try:
         _grpo_stage(cfg, run_dir, first_step, policy, tokenizer, reference, optimizer, summary, log, writer,
-                    curriculum_state=(state or {}).get("curriculum"))
+                    curriculum_state=(state or {}).get("curriculum"), dp=dp)
     finally:
         close_writer(writer)
     if cfg.plot:
@@ -275,51 +332,59 @@ def train(cfg: TrainConfig, log: Log | None = None) -> dict[str, Any]:
 
 def _grpo_stage(cfg: TrainConfig, run_dir: Path, first_step: int, policy: DecoderLM, tokenizer: Tokenizer,
                 reference: DecoderLM | None, optimizer: torch.optim.Optimizer, summary: dict[str, Any], log: Log,
-                writer: Any | None, curriculum_state: dict[str, Any] | None = None) -> None:
+                writer: Any | None, curriculum_state: dict[str, Any] | None = None,
+                dp: DataParallel = SINGLE) -> None:
     """Held-out accuracy, the GRPO steps from ``first_step`` (metrics, checkpoints), accuracy again;
-    ``summary`` is updated and written as it goes."""
+    ``summary`` is updated and written (by rank 0) as it goes."""
     if "accuracy_start" not in summary:
-        summary["accuracy_start"] = evaluate(policy, tokenizer, cfg.env, cfg.eval_tasks, cfg.max_new_tokens)
+        summary["accuracy_start"] = evaluate(policy, tokenizer, cfg.env, cfg.eval_tasks, cfg.max_new_tokens,
+                                             remote=cfg.remote, dp=dp)
         log(f"held-out accuracy at start: {summary['accuracy_start']:.3f} ({cfg.eval_tasks} tasks, greedy)")
-        write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if dp.main:
+            write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         add_scalars(writer, "eval", {"accuracy": summary["accuracy_start"]}, 0)
     metrics_path = run_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, first_step)
+    if dp.main:
+        _truncate_metrics(metrics_path, first_step)
 
     group = cfg.group_size
+    num_envs = len(dp.shard(cfg.tasks_per_step)) * group
     if cfg.curriculum:
-        envs = Curriculum(cfg.env, cfg.tasks_per_step * group, group_size=group, window=cfg.curriculum_window,
-                          target=(cfg.curriculum_low, cfg.curriculum_high))
+        envs = Curriculum(cfg.env, num_envs, group_size=group, window=cfg.curriculum_window,
+                          target=(cfg.curriculum_low, cfg.curriculum_high), remote=cfg.remote)
         if curriculum_state is not None:
             envs.load_state_dict(curriculum_state)
     else:
-        envs = rewardgym.make_vec(cfg.env, num_envs=cfg.tasks_per_step * group, group_size=group)
+        envs = rewardgym.make_vec(cfg.env, num_envs=num_envs, group_size=group, remote=cfg.remote)
     progress = Progress(cfg.steps, initial=first_step, desc="grpo", log=log, enabled=cfg.progress)
     try:
         for step in range(first_step, cfg.steps):
-            row = grpo_step(cfg, step, envs, policy, tokenizer, reference, optimizer)
+            row = grpo_step(cfg, step, envs, policy, tokenizer, reference, optimizer, dp)
             if cfg.curriculum:
                 row["curriculum_level"] = envs.level
-            with metrics_path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(row) + "\n")
+            if dp.main:
+                with metrics_path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(row) + "\n")
             add_scalars(writer, "grpo", row, step + 1)
             progress.step(
                 f"step {step + 1}/{cfg.steps} reward {row['reward_mean']:.3f} acc {row['accuracy']:.3f} "
                 f"len {row['response_length']:.1f} kl {row['kl']:.4f} groups {row['groups_kept']}/{cfg.tasks_per_step} "
                 f"{row['time_generate'] + row['time_verify'] + row['time_train']:.1f}s",
                 {"reward": row["reward_mean"], "acc": row["accuracy"], "len": row["response_length"]})
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            if dp.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
                 extra = {"config": to_dict(cfg), **({"curriculum": envs.state_dict()} if cfg.curriculum else {})}
                 save_checkpoint(run_dir, step + 1, policy, tokenizer, optimizer, extra, keep=cfg.keep_checkpoints)
     finally:
         progress.close()
         envs.close()
 
-    summary["accuracy_end"] = evaluate(policy, tokenizer, cfg.env, cfg.eval_tasks, cfg.max_new_tokens)
+    summary["accuracy_end"] = evaluate(policy, tokenizer, cfg.env, cfg.eval_tasks, cfg.max_new_tokens,
+                                       remote=cfg.remote, dp=dp)
     summary.update(steps=cfg.steps, eval_tasks=cfg.eval_tasks, env=cfg.env, seed=cfg.seed)
     add_scalars(writer, "eval", {"accuracy": summary["accuracy_end"]}, cfg.steps)
     log(f"held-out accuracy: {summary['accuracy_start']:.3f} at start -> {summary['accuracy_end']:.3f} after GRPO")
-    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if dp.main:
+        write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def _load_json(path: Path) -> dict[str, Any]:
