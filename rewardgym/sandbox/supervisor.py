@@ -26,19 +26,20 @@ import shutil
 import signal
 import sys
 import time
+from typing import Callable, Tuple
 
 PR_SET_CHILD_SUBREAPER = 36
 FILES_MARK = "@FILES@"
 MB = 1 << 20
 
 
-def _subreaper() -> None:
+def subreaper() -> None:
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _limit_self(limits: dict) -> None:
+def limit_self(limits: dict) -> None:
     """Runs in the child between fork and exec, after the switch to the sandbox uid."""
     cpu = max(1, int(limits["cpu_time"] + 0.999))
     memory = int(limits["memory_mb"]) * MB
@@ -52,22 +53,29 @@ def _limit_self(limits: dict) -> None:
         resource.setrlimit(what, value)
 
 
+def write_workdir(request: dict, *, create: bool = True) -> None:
+    """Write the run's files into its work dir (created here unless it is a fresh mount), owned
+    by the run's uid."""
+    workdir, uid, gid = request["workdir"], request.get("uid"), request.get("gid")
+    if create:
+        os.makedirs(workdir, mode=0o700)
+    for name, data in request["files"].items():
+        path = os.path.join(workdir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(base64.b64decode(data))
+    if uid is not None and os.getuid() == 0:  # bottom-up: root may lack CAP_DAC_OVERRIDE
+        for root, _, names in os.walk(workdir, topdown=False):
+            for name in names + [""]:
+                os.chown(os.path.join(root, name) if name else root, uid, gid)
+
+
 def _prepare_files(request: dict) -> tuple[list[str], list[int]]:
     """Write the files into the fresh work dir, or (bubblewrap) hand them over as memfds."""
-    argv, files, workdir = list(request["argv"]), request["files"], request.get("workdir")
-    uid, gid = request.get("uid"), request.get("gid")
+    argv, files = list(request["argv"]), request["files"]
     fds: list[int] = []
-    if workdir:
-        os.makedirs(workdir, mode=0o700)
-        for name, data in files.items():
-            path = os.path.join(workdir, name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as fh:
-                fh.write(base64.b64decode(data))
-        if uid is not None and os.getuid() == 0:  # bottom-up: root may lack CAP_DAC_OVERRIDE
-            for root, _, names in os.walk(workdir, topdown=False):
-                for name in names + [""]:
-                    os.chown(os.path.join(root, name) if name else root, uid, gid)
+    if request.get("workdir"):
+        write_workdir(request)
     if FILES_MARK in argv:
         extra: list[str] = []
         made: set[str] = set()
@@ -88,12 +96,13 @@ def _prepare_files(request: dict) -> tuple[list[str], list[int]]:
     return argv, fds
 
 
-def _spawn(request: dict, argv: list[str], fds: list[int]) -> tuple[int, int, int, int]:
-    """fork/exec by hand: new session, sandbox uid, rlimits; pipes for stdio.
+def _spawn_exec(request: dict) -> tuple[int, int, int, int]:
+    """fork/exec ``argv`` by hand: new session, sandbox uid, rlimits; pipes for stdio.
 
     Returns (pid, stdin writer, stdout reader, stderr reader). Every other descriptor of this
     process is close-on-exec (Python's default), so only stdio and the memfds are inherited.
     """
+    argv, fds = _prepare_files(request)
     limits, uid, gid = request["limits"], request.get("uid"), request.get("gid")
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -112,7 +121,7 @@ def _spawn(request: dict, argv: list[str], fds: list[int]) -> tuple[int, int, in
                 os.setgroups([])
                 os.setresgid(gid, gid, gid)
                 os.setresuid(uid, uid, uid)
-            _limit_self(limits)
+            limit_self(limits)
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec'd code gets defaults
                 signal.signal(sig, signal.SIG_DFL)
             if request.get("workdir"):
@@ -126,11 +135,13 @@ def _spawn(request: dict, argv: list[str], fds: list[int]) -> tuple[int, int, in
     return pid, in_w, out_r, err_r
 
 
-class _Run:
-    """Stdio pumping and waiting for one program; ``stop`` says why it was cut short."""
+class Run:
+    """Stdio pumping and waiting for one program; ``stop`` says why it was cut short.
+    ``group``: the program leads its own process group, which is what gets killed (else
+    just ``pid``, a PID namespace's init whose death takes the namespace down)."""
 
-    def __init__(self, pid: int, limits: dict, start: float):
-        self.pid, self.cap = pid, int(limits["output_bytes"])
+    def __init__(self, pid: int, limits: dict, start: float, *, group: bool = True):
+        self.pid, self.cap, self.group = pid, int(limits["output_bytes"]), group
         self.deadline = start + float(limits["wall_time"])
         self.out, self.err = bytearray(), bytearray()
         self.stop: str | None = None
@@ -175,6 +186,9 @@ class _Run:
             readers = [k for k in sel.get_map().values() if k.fd != in_w]
             if not readers and exited:
                 break
+            if not sel.get_map():  # output closed and stdin sent: only the exit is left to wait for
+                time.sleep(0.001)
+                continue
             events = sel.select(0 if exited else min(left, 0.05))
             if exited and not events:
                 break  # a leftover child may hold the pipes open; the program is done
@@ -203,7 +217,7 @@ class _Run:
         if not self._exited():
             self.stop = self.stop or "timeout"
             try:
-                os.killpg(self.pid, signal.SIGKILL)
+                (os.killpg if self.group else os.kill)(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             _, self.status, _ = os.wait4(self.pid, 0)
@@ -290,43 +304,67 @@ def _open_up(path: str) -> None:
         pass
 
 
-def _remove(workdir: str, uid: int | None) -> None:
-    """Delete the work dir as its owner (root may lack CAP_DAC_OVERRIDE in a container)."""
+def _remove(paths: list[str], uid: int | None, *, keep_top: bool) -> None:
+    """Delete ``paths`` (or, with ``keep_top``, everything inside them) as their owner: root may
+    lack CAP_DAC_OVERRIDE in a container."""
+    def wipe() -> None:
+        for path in paths:
+            _open_up(path)
+            targets = [entry.path for entry in os.scandir(path)] if keep_top and os.path.isdir(path) else [path]
+            for target in targets:
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(target)
+                    except OSError:
+                        pass
+
     if uid is None or os.getuid() != 0:
-        _open_up(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
+        wipe()
         return
     pid = os.fork()
     if pid == 0:
         try:
             os.setresuid(uid, uid, uid)
-            _open_up(workdir)
-            shutil.rmtree(workdir, ignore_errors=True)
+            wipe()
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
 
 
-def supervise(request: dict, data: bytes) -> dict:
-    _subreaper()
+Spawn = Callable[[dict], Tuple[int, int, int, int]]
+
+
+def supervise(request: dict, data: bytes, spawn: Spawn = _spawn_exec) -> dict:
+    """Run one request: ``spawn`` starts the program (pid and its stdin/stdout/stderr pipe
+    ends), this pumps, kills, sweeps and cleans up. ``request["wipe"]``: directories emptied
+    after the run instead of removing just the work dir (a warm container's shared tmpfs)."""
+    subreaper()
     start = time.monotonic()
-    argv, fds = _prepare_files(request)
-    pid, in_w, out_r, err_r = _spawn(request, argv, fds)
-    run = _Run(pid, request["limits"], start)
+    pid, in_w, out_r, err_r = spawn(request)
+    run = Run(pid, request["limits"], start)
     run.pump(in_w, out_r, err_r, data)
     status = run.finish()
     wall = time.monotonic() - start
     orphans = _sweep(request)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if request.get("workdir"):
-        _remove(request["workdir"], request.get("uid"))
+    if request.get("wipe"):
+        _remove(request["wipe"], request.get("uid"), keep_top=True)
+    elif request.get("workdir"):
+        _remove([request["workdir"]], request.get("uid"), keep_top=False)
+    return result(run, status, wall, usage, orphans)
+
+
+def result(run: Run, status: int, wall: float, usage: resource.struct_rusage, orphans: int) -> dict:
+    """The answer line's fields (see base.execution)."""
     return {"stdout": base64.b64encode(run.out).decode(), "stderr": base64.b64encode(run.err).decode(),
             "exit_code": os.waitstatus_to_exitcode(status), "stop": run.stop, "wall_time": wall,
             "cpu_time": usage.ru_utime + usage.ru_stime, "max_rss_kb": usage.ru_maxrss,
             "orphans": orphans}
 
 
-def _read_exactly(stream, size: int) -> bytes:
+def read_exactly(stream, size: int) -> bytes:
     chunks = []
     while size > 0:
         chunk = stream.read(min(size, 1 << 20))
@@ -337,7 +375,7 @@ def _read_exactly(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -353,13 +391,13 @@ def serve() -> None:
         if not line:
             return
         request = json.loads(line)
-        data = _read_exactly(stream, int(request["stdin_len"]))
+        data = read_exactly(stream, int(request["stdin_len"]))
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(read_end)
             try:
-                _write_all(write_end, (json.dumps(supervise(request, data)) + "\n").encode())
+                write_all(write_end, (json.dumps(supervise(request, data)) + "\n").encode())
             finally:
                 os._exit(0)
         os.close(write_end)
@@ -368,7 +406,7 @@ def serve() -> None:
         _, status = os.waitpid(pid, 0)
         if not answer.endswith(b"\n"):
             answer = (json.dumps({"error": f"supervisor died (status {status})"}) + "\n").encode()
-        _write_all(1, answer)
+        write_all(1, answer)
 
 
 if __name__ == "__main__":
