@@ -18,7 +18,7 @@ ZYGOTE = Path(__file__).with_name("zygote.py")
 PROGRAM_NAME = "main.py"
 #: Sandboxed code runs as a uid from this range when the caller is root: RLIMIT_NPROC is not
 #: enforced for root, and a uid of its own per run lets the supervisor kill everything of it.
-UID_BASE, UID_SPAN = 200_000, 100_000
+UID_BASE, UID_SPAN = 200_000, 1_000_000
 SUPERVISOR_GRACE = 10.0
 STOP_REASONS = ("exit", "timeout", "memory", "output_limit", "killed")
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",

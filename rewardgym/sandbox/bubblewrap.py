@@ -25,6 +25,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import time
 from functools import lru_cache
@@ -36,8 +37,8 @@ from .channel import HostBackend, ProcessChannel
 
 WORKDIR = "/work"
 TMP_MB = 16
-#: Runs per box, each as a uid of its own.
-RUN_UIDS = 64
+#: Runs per box, each as a uid of its own (a new box costs about a hundred runs' time).
+RUN_UIDS = 256
 #: What the zygote may do inside its box's user namespace (nothing outside it): new mount,
 #: PID and IPC namespaces and tmpfs mounts per run, the switch to the run's uid, handing the
 #: files to it, and dropping the capability bounding set of the program.
@@ -85,8 +86,9 @@ def box_argv(bwrap: str, python: str, block_fd: int, info_fd: int) -> list[str]:
 class Box(ProcessChannel):
     """A warm bwrap sandbox with its zygote; runs as host uids ``zygote_uid + 1 ..``.
 
-    No ``--die-with-parent``: the caller's thread that starts a box may end long before it; a
-    box ends when its stdin closes (this process gone, or ``close``)."""
+    No ``--die-with-parent`` (the caller's thread that starts a box may end long before it): a
+    box ends when its stdin closes (this process gone), and ``close`` kills the box's first
+    process, which takes its PID namespace down."""
 
     def __init__(self, bwrap: str, python: str):
         self.uses, self.zygote_uid = 0, uid_block(RUN_UIDS + 1)
@@ -100,6 +102,7 @@ class Box(ProcessChannel):
             os.close(block_r)
         try:
             pid = _child_pid(info_r)
+            self.pidfd = os.pidfd_open(pid)
             mapping = f"0 {self.zygote_uid} 1\n1 {self.zygote_uid + 1} {RUN_UIDS}\n"
             for name in ("uid_map", "gid_map"):
                 with open(f"/proc/{pid}/{name}", "w") as fh:
@@ -111,6 +114,17 @@ class Box(ProcessChannel):
         finally:
             os.close(info_r)
             os.close(block_w)
+
+    def close(self) -> None:
+        pidfd, self.pidfd = getattr(self, "pidfd", None), None
+        if pidfd is not None:
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                self.proc.wait(timeout=BOX_START_TIMEOUT)  # bwrap reaps it, then exits
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+            os.close(pidfd)
+        super().close()
 
 
 def _child_pid(info_fd: int) -> int:

@@ -167,10 +167,14 @@ class Run:
 
     def pump(self, in_w: int, out_r: int, err_r: int, data: bytes) -> None:
         """Feed stdin, collect capped output; return once the program has exited and its
-        pipes are drained, or a limit is hit."""
+        pipes are drained, or a limit is hit. Sleeps in select only: the program's exit wakes
+        it through a pidfd (polled every few ms where there is none)."""
         sel = selectors.DefaultSelector()
         sel.register(out_r, selectors.EVENT_READ, self.out)
         sel.register(err_r, selectors.EVENT_READ, self.err)
+        exit_fd = _pidfd(self.pid)
+        if exit_fd is not None:
+            sel.register(exit_fd, selectors.EVENT_READ)
         sent = 0
         if data:
             os.set_blocking(in_w, False)
@@ -183,34 +187,41 @@ class Run:
                 self.stop = "timeout"
                 break
             exited = self._exited()
-            readers = [k for k in sel.get_map().values() if k.fd != in_w]
+            if exited and exit_fd in sel.get_map():
+                sel.unregister(exit_fd)
+            readers = [k for k in sel.get_map().values() if k.fd in (out_r, err_r)]
             if not readers and exited:
                 break
-            if not sel.get_map():  # output closed and stdin sent: only the exit is left to wait for
-                time.sleep(0.001)
+            if not sel.get_map():  # output closed, stdin sent, no pidfd: poll for the exit
+                time.sleep(0.002)
                 continue
-            events = sel.select(0 if exited else min(left, 0.05))
+            events = sel.select(0 if exited else min(left, 0.05 if exit_fd is None else left))
             if exited and not events:
                 break  # a leftover child may hold the pipes open; the program is done
             for key, _ in events:
-                if key.fd != in_w:
+                if key.fd in (out_r, err_r):
                     self._read(sel, key)
-                    continue
-                try:
-                    sent += os.write(in_w, data[sent:sent + 65536])
-                except BlockingIOError:
-                    pass
-                except BrokenPipeError:
-                    sent = len(data)
-                if sent >= len(data):
-                    sel.unregister(in_w)
-                    os.close(in_w)
-            if not readers and not exited:
-                time.sleep(0.002)
+                elif key.fd == in_w:
+                    sent = self._feed(sel, in_w, data, sent)
+        if exit_fd is not None:
+            os.close(exit_fd)
         for key in list(sel.get_map().values()):
-            sel.unregister(key.fd)
-            os.close(key.fd)
+            if key.fd != exit_fd:
+                os.close(key.fd)
         sel.close()
+
+    @staticmethod
+    def _feed(sel: selectors.BaseSelector, in_w: int, data: bytes, sent: int) -> int:
+        try:
+            sent += os.write(in_w, data[sent:sent + 65536])
+        except BlockingIOError:
+            pass
+        except BrokenPipeError:
+            sent = len(data)
+        if sent >= len(data):
+            sel.unregister(in_w)
+            os.close(in_w)
+        return sent
 
     def finish(self) -> int:
         """The program's wait status, killing its process group first if it still runs."""
@@ -222,6 +233,14 @@ class Run:
                 pass
             _, self.status, _ = os.wait4(self.pid, 0)
         return self.status
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (None before Python 3.9 / Linux 5.3)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _kill_uid(uid: int) -> None:
