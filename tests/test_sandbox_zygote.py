@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from rewardgym.sandbox import Limits
+from rewardgym.sandbox import BubblewrapBackend, Limits
 from rewardgym.sandbox.zygote import exit_status
 
 from .sandbox_backends import ISOLATING, backend_params, open_backend
@@ -19,9 +19,16 @@ BOX_NAMESPACE = {"bubblewrap": "user", "docker": "mnt"}
 BOX_ID = "import os\nprint(os.readlink('/proc/self/ns/%s'))"
 
 
-@pytest.fixture(scope="module", params=backend_params())
+@pytest.fixture(scope="module", params=[*backend_params(), pytest.param("cold", marks=pytest.mark.bwrap,
+                                                                     id="bubblewrap-cold")])
 def backend(request):
-    b = open_backend(request.param)
+    """Every backend, and bubblewrap without boxes (a fresh bwrap and interpreter per run, as
+    when the caller is not root)."""
+    if request.param == "cold":
+        open_backend("bubblewrap").close()  # skips where bwrap cannot run
+        b = BubblewrapBackend(warm=False)
+    else:
+        b = open_backend(request.param)
     yield b
     b.close()
 
@@ -114,16 +121,24 @@ def test_files_and_memory_do_not_reach_the_next_run(isolating):
     assert box_id(isolating) == before  # the same box: what was left was removed, not the box
 
 
-def test_processes_and_ipc_objects_do_not_reach_the_next_run(isolating):
-    leave = ("import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+def test_ipc_objects_do_not_reach_the_next_run(isolating):
+    leave = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
              "assert libc.shmget(0x52470001, 4096, 0o1666) >= 0\n"
-             "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n    os._exit(0)\n"
-             "print('left')")
+             "assert libc.mq_open(b'/rg-left', os.O_CREAT | os.O_RDWR, 0o666, None) >= 0\nprint('left')")
     look = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-            "mine = [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()\n"
-            "        and os.stat(f'/proc/{p}').st_uid == os.getuid()]\n"
-            "print(libc.shmget(0x52470001, 0, 0), mine)")
+            "print(libc.shmget(0x52470001, 0, 0), libc.mq_open(b'/rg-left', os.O_RDWR))")
     first = isolating.run(leave, limits=FAST)
     assert first.ok and first.stdout == "left\n", first.stderr
     second = isolating.run(look, limits=FAST)
-    assert second.ok and second.stdout == "-1 []\n"
+    assert second.ok and second.stdout == "-1 -1\n", second.stderr
+
+
+def test_processes_do_not_reach_the_next_run(isolating):
+    leave = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n"
+             "    os._exit(0)\nprint('left')")
+    look = ("import os\nprint([p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()\n"
+            "       and os.stat(f'/proc/{p}').st_uid == os.getuid()])")
+    first = isolating.run(leave, limits=FAST)
+    assert first.ok and first.stdout == "left\n", first.stderr
+    second = isolating.run(look, limits=FAST)
+    assert second.ok and second.stdout == "[]\n", second.stderr
