@@ -59,7 +59,6 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 #: keyctl(2) has no libc wrapper; its syscall number per architecture (others keep the
 #: inherited session keyring, which the box's uids cannot write: it is not theirs).
 SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 311, "s390x": 280}
-EXIT_EOF = 3
 PROGRAM = "main.py"
 SHARED_TMPFS = ("/tmp", "/dev/shm")
 CONTAINER_WIPE = ["/work", "/tmp", "/dev/shm", "/dev/mqueue"]
@@ -208,12 +207,16 @@ def _fresh_mounts(request: dict) -> None:
         _mount("tmpfs", path, "tmpfs", flags, f"size={int(request['tmp_mb'])}m,mode=1777")
 
 
-def _init(request: dict, stdio: tuple[int, int, int], report: int, close: list[int]) -> None:
+def _init(request: dict, stdio: tuple[int, int, int], report: int) -> None:
     """PID 1 of the run's namespace: start the program, reap, and when the program ends, say how
     it ended and how many processes it left, and exit (the kernel kills those)."""
     try:
-        for fd in close:
-            os.close(fd)
+        for fd in os.listdir("/proc/self/fd"):  # the leader's pipe ends, the zygote's done pipe
+            if int(fd) > 2 and int(fd) not in (*stdio, report):
+                try:
+                    os.close(int(fd))
+                except OSError:
+                    pass
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         child = os.fork()
         if child == 0:
@@ -231,13 +234,18 @@ def _init(request: dict, stdio: tuple[int, int, int], report: int, close: list[i
     os._exit(0)
 
 
-def _live_others() -> int:
-    """Processes other than this init still alive in its PID namespace (zombies reaped first)."""
+def _reap() -> None:
+    """Collect the children that have exited, without waiting for any other."""
     try:
         while os.waitpid(-1, os.WNOHANG)[0]:
             pass
     except ChildProcessError:
         pass
+
+
+def _live_others() -> int:
+    """Processes other than this init still alive in its PID namespace (zombies reaped first)."""
+    _reap()
     count = 0
     for entry in os.listdir("/proc"):
         if entry.isdigit() and entry != "1":
@@ -257,7 +265,7 @@ def _lead_in_namespaces(request: dict, data: bytes) -> dict:
     (in_r, in_w), (out_r, out_w), (err_r, err_w), (rep_r, rep_w) = os.pipe(), os.pipe(), os.pipe(), os.pipe()
     pid = os.fork()
     if pid == 0:
-        _init(request, (in_r, out_w, err_w), rep_w, [in_w, out_r, err_r, rep_r])
+        _init(request, (in_r, out_w, err_w), rep_w)
     for fd in (in_r, out_w, err_w, rep_w):
         os.close(fd)
     run = Run(pid, request["limits"], start, group=False)
@@ -306,12 +314,16 @@ def _lead_in_container(request: dict, data: bytes) -> dict:
 LEADERS = {"namespaces": _lead_in_namespaces, "container": _lead_in_container}
 
 
-def _lead(mode: str) -> None:
-    """One leader: read one request, run it, answer, exit (the program's process unwinds instead)."""
+def _lead(mode: str, done: int) -> None:
+    """One leader: read one request, run it, answer, exit (the program's process unwinds instead).
+    Closing ``done`` tells the zygote it may fork the next leader: the stream is free, and this
+    one's exit (tearing its namespaces down) need not delay the next run. It says ``eof`` first
+    when the stream has ended."""
     stream = sys.stdin.buffer
     line = stream.readline()
     if not line:
-        os._exit(EXIT_EOF)
+        os.write(done, b"eof")
+        os._exit(0)
     try:
         request = json.loads(line)
         data = read_exactly(stream, int(request["stdin_len"]))
@@ -319,6 +331,7 @@ def _lead(mode: str) -> None:
     except Exception as exc:  # noqa: BLE001 - the host turns this into a SandboxError
         answer = {"error": f"{type(exc).__name__}: {exc}"}
     write_all(1, (json.dumps(answer) + "\n").encode())
+    os.close(done)
     os._exit(0)
 
 
@@ -329,14 +342,19 @@ def serve(mode: str) -> dict:
     _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # nothing of a lower uid may ptrace or read it
     gc.freeze()  # the collector of a fork then leaves the zygote's objects (and their pages) alone
     while True:
+        done_r, done_w = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(done_r)
             try:
-                _lead(mode)
+                _lead(mode, done_w)
             except Program as become:
                 return become.request
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) == EXIT_EOF:
+        os.close(done_w)
+        with os.fdopen(done_r, "rb") as fh:
+            said = fh.read()  # returns when the leader has answered (or died)
+        _reap()
+        if said == b"eof":
             raise SystemExit(0)
 
 
