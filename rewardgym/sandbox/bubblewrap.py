@@ -5,7 +5,8 @@ loopback), a read-only view of /usr (and the /bin, /lib symlinks or binds), no /
 /root, and a read-only root; the program gets a private size-limited tmpfs for /work (its
 files) and /tmp.
 
-When the caller is root (the usual case for a trainer's sandbox), sandboxes are warm *boxes*:
+When the caller is root (the usual case for a trainer's sandbox) on an architecture listed in
+zygote.SYS_KEYCTL, sandboxes are warm *boxes*:
 one bwrap each, started as an unprivileged host uid Z, whose user namespace maps uid 0 to Z
 (the zygote, with the few capabilities it needs inside that namespace only) and uids
 1..RUN_UIDS to as many further host uids (written here as root, through
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import select
 import shutil
 import signal
@@ -34,6 +36,7 @@ from typing import Mapping
 from .base import PROGRAM_NAME, SANDBOX_ENV, Execution, Limits, SandboxError, SandboxUnavailable, check_files, \
     execution, parse_answer, request_line, sandbox_uid, uid_block, zygote_command
 from .channel import HostBackend, ProcessChannel
+from .zygote import SYS_KEYCTL
 
 WORKDIR = "/work"
 TMP_MB = 16
@@ -142,6 +145,15 @@ def _child_pid(info_fd: int) -> int:
         data += chunk
 
 
+def _box_support() -> str | None:
+    """None where warm boxes can run, else why not."""
+    if os.getuid() != 0:
+        return "mapping a second uid range needs root"
+    if platform.machine() not in SYS_KEYCTL:
+        return f"no keyctl syscall number known for {platform.machine()}"
+    return None
+
+
 @lru_cache(maxsize=1)
 def _probe() -> str | None:
     bwrap = shutil.which("bwrap")
@@ -164,8 +176,8 @@ def _probe() -> str | None:
 class BubblewrapBackend(HostBackend):
     """Args:
       python: the interpreter inside the sandbox (under /usr, the only system tree bound).
-      warm: warm boxes with a zygote (default: when the caller is root, which they need), or a
-        fresh bwrap and interpreter per run.
+      warm: warm boxes with a zygote (the default where they can run: the caller is root), or
+        a fresh bwrap and interpreter per run.
     """
 
     name = "bubblewrap"
@@ -177,12 +189,15 @@ class BubblewrapBackend(HostBackend):
         if not os.access(python, os.X_OK) or not python.startswith("/usr/"):
             raise SandboxUnavailable(f"sandbox backend 'bubblewrap': the Python inside the sandbox must be an "
                                      f"executable under /usr (the only system tree bound), got {python!r}")
-        self.warm = os.getuid() == 0 if warm is None else warm
-        if self.warm and os.getuid() != 0:
-            raise SandboxUnavailable("sandbox backend 'bubblewrap': warm boxes map a second uid range, which "
-                                     "needs root; use warm=False")
+        self.warm = _box_support() is None if warm is None else warm
+        if self.warm and _box_support():
+            raise SandboxUnavailable(f"sandbox backend 'bubblewrap': no warm boxes here ({_box_support()}); "
+                                     "use warm=False")
         self.python, self.bwrap = python, shutil.which("bwrap")
-        super().__init__(lambda: Box(self.bwrap, self.python)) if self.warm else super().__init__()
+        super().__init__(self._new_box if self.warm else ProcessChannel)
+
+    def _new_box(self) -> Box:
+        return Box(self.bwrap, self.python)
 
     @classmethod
     def availability(cls) -> str | None:
@@ -193,12 +208,16 @@ class BubblewrapBackend(HostBackend):
         limits = limits or Limits()
         encoded = check_files(files, program)
         data = stdin.encode() if isinstance(stdin, str) else stdin
-        if not self.warm:
-            uid = sandbox_uid()
-            argv = bwrap_argv(self.bwrap, limits, [self.python, "-s", PROGRAM_NAME])
-            request = request_line(argv=argv, files=encoded, limits=limits, stdin=data, uid=uid, workdir=None,
-                                   dedicated=False, sandbox_workdir=WORKDIR)
-            return execution(parse_answer(self._call(request, limits), self.name), self.name, uid, shell_codes=True)
+        return (self._run_in_box if self.warm else self._run_fresh)(encoded, data, limits)
+
+    def _run_fresh(self, encoded: dict[str, str], data: bytes, limits: Limits) -> Execution:
+        uid = sandbox_uid()
+        argv = bwrap_argv(self.bwrap, limits, [self.python, "-s", PROGRAM_NAME])
+        request = request_line(argv=argv, files=encoded, limits=limits, stdin=data, uid=uid, workdir=None,
+                               dedicated=False, sandbox_workdir=WORKDIR)
+        return execution(parse_answer(self._call(request, limits), self.name), self.name, uid, shell_codes=True)
+
+    def _run_in_box(self, encoded: dict[str, str], data: bytes, limits: Limits) -> Execution:
         box = self._servers.take()
         run_uid = box.uses = box.uses + 1
         try:

@@ -1,9 +1,10 @@
-"""Warm supervisor servers (supervisor.py ``serve``): a request in, one JSON line out.
+"""Warm servers: a request in, one JSON line out.
 
-Starting Python costs more than most sandboxed runs, so each backend keeps supervisor servers
-running and sends them one request at a time: a host process for ``local`` and
-``bubblewrap``, a long-lived ``exec`` inside each container for ``docker``. A server that
-fails or overruns its deadline is killed and replaced; the failure is a SandboxError.
+Starting Python costs more than most sandboxed runs, so each backend keeps servers running and
+sends them one request at a time: a host supervisor process (supervisor.py ``serve``) for
+``local`` and fresh-per-run ``bubblewrap``, a bwrap box with its zygote (zygote.py) for warm
+``bubblewrap``, a zygote in one long-lived ``exec`` inside each container for ``docker``. A
+server that fails or overruns its deadline is killed and replaced; the failure is a SandboxError.
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ class ChannelPool:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
+        if self._pid != os.getpid():  # a forked copy must not stop the parent's servers
+            return
         for channel in idle:
             channel.close()
 

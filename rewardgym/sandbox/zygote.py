@@ -56,8 +56,8 @@ CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 1 << 18
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 4, 24, 47, 4
 KEYCTL_JOIN_SESSION_KEYRING = 1
-#: keyctl(2) has no libc wrapper; its syscall number per architecture (others keep the
-#: inherited session keyring, which the box's uids cannot write: it is not theirs).
+#: keyctl(2) has no libc wrapper: its syscall number on the architectures where bubblewrap boxes
+#: run (elsewhere the bubblewrap backend starts a fresh bwrap per run instead).
 SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 311, "s390x": 280}
 PROGRAM = "main.py"
 SHARED_TMPFS = ("/tmp", "/dev/shm")
@@ -85,19 +85,23 @@ def _mount(source: str, target: str, fstype: str | None, flags: int, options: st
 
 
 # -- the program's process --------------------------------------------------------------------
-def _become(request: dict, stdio: tuple[int, int, int], *, drop_bounding: bool) -> None:
+def _become(request: dict, stdio: tuple[int, int, int], *, box: bool) -> None:
     """In the forked program process: its own session, the pipes as stdio, no other descriptor,
-    no capability, the run's uid and rlimits. Then unwind (Program) to run the submission."""
+    no capability, the run's uid and rlimits. Then unwind (Program) to run the submission.
+    ``box``: in a bubblewrap box, also empty the capability bounding set and join a new session
+    keyring (the inherited one would be shared by every run)."""
     try:
         os.setsid()
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
         os.closerange(3, 1 << 20)
-        if drop_bounding:
-            for cap in range(int(open("/proc/sys/kernel/cap_last_cap").read()) + 1):
+        if box:
+            with open("/proc/sys/kernel/cap_last_cap") as fh:
+                last_cap = int(fh.read())
+            for cap in range(last_cap + 1):
                 _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "drop capability")
-            if platform.machine() in SYS_KEYCTL:
-                _libc.syscall(SYS_KEYCTL[platform.machine()], KEYCTL_JOIN_SESSION_KEYRING, None)
+            keyring = _libc.syscall(SYS_KEYCTL[platform.machine()], KEYCTL_JOIN_SESSION_KEYRING, None)
+            _check(min(keyring, 0), "join a new session keyring")
         _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
         uid, gid = request["uid"], request["gid"]
         os.setgroups([])
@@ -220,7 +224,7 @@ def _init(request: dict, stdio: tuple[int, int, int], report: int) -> None:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         child = os.fork()
         if child == 0:
-            _become(request, stdio, drop_bounding=True)
+            _become(request, stdio, box=True)
         for fd in stdio:
             os.close(fd)
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # as init, ignore what the program sends
@@ -286,7 +290,7 @@ def _fork_program(request: dict) -> tuple[int, int, int, int]:
     (in_r, in_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
     pid = os.fork()
     if pid == 0:
-        _become(request, (in_r, out_w, err_w), drop_bounding=False)
+        _become(request, (in_r, out_w, err_w), box=False)
     for fd in (in_r, out_w, err_w):
         os.close(fd)
     return pid, in_w, out_r, err_r
