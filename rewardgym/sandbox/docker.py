@@ -24,7 +24,7 @@ import threading
 import uuid
 from typing import Any, Mapping
 
-from .base import SANDBOX_ENV, Backend, Execution, Limits, SandboxError, SandboxUnavailable, check_files, \
+from .base import Backend, Execution, Limits, SandboxError, SandboxUnavailable, check_files, \
     execution, fresh_uid, parse_answer, request_line, zygote_command
 from .channel import DockerChannel
 
@@ -37,9 +37,9 @@ REAPER = ("import os, time\n"
           "        os.wait()\n"
           "    except ChildProcessError:\n"
           "        time.sleep(0.5)\n")
-# The supervisor runs as root in the container with only these capabilities: it switches the
-# program to the container's uid (the program loses every capability on that switch), hands it
-# the work dir, and kills what it leaves. The program cannot signal the supervisor.
+# The zygote and its leaders run as root in the container with only these capabilities: they
+# switch the program to the container's uid (the program loses every capability on that
+# switch), hand it the work dir, and kill what it leaves. The program cannot signal them.
 SUPERVISOR_CAPS = ["SETUID", "SETGID", "KILL", "CHOWN"]
 _SETUP_HINT = ("start the Docker Engine (apt-get install docker.io; dockerd &) and make the image "
                "(scripts/build-sandbox-image.sh, or docker pull python:3.12-slim and pass image=...)")
