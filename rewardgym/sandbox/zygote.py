@@ -262,6 +262,7 @@ def _live_others() -> int:
 
 
 def _lead_in_namespaces(request: dict, data: bytes) -> dict:
+    """Run one request in new mount, PID and IPC namespaces; killing their init ends the run."""
     start = time.monotonic()
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC), "unshare")
     _fresh_mounts(request)
@@ -286,6 +287,7 @@ def _lead_in_namespaces(request: dict, data: bytes) -> dict:
 
 # -- docker: the container's uid, cleaned after each run ---------------------------------------
 def _fork_program(request: dict) -> tuple[int, int, int, int]:
+    """supervisor.supervise's spawn: the program's process forked from this leader, not exec'd."""
     write_workdir(request)
     (in_r, in_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
     pid = os.fork()
@@ -309,6 +311,7 @@ def _residue() -> bool:
 
 
 def _lead_in_container(request: dict, data: bytes) -> dict:
+    """Run one request as the container's uid; empty the writable tmpfs afterwards."""
     answer = supervise(dict(request, wipe=CONTAINER_WIPE), data, spawn=_fork_program)
     answer["residue"] = _residue()
     return answer
