@@ -30,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
 from functools import lru_cache
 from typing import Mapping
 
@@ -145,12 +146,17 @@ def _child_pid(info_fd: int) -> int:
         data += chunk
 
 
-def _box_support() -> str | None:
-    """None where warm boxes can run, else why not."""
+@lru_cache(maxsize=4)
+def _box_support(bwrap: str, python: str) -> str | None:
+    """None where warm boxes can run (one is started and stopped to find out), else why not."""
     if os.getuid() != 0:
         return "mapping a second uid range needs root"
     if platform.machine() not in SYS_KEYCTL:
         return f"no keyctl syscall number known for {platform.machine()}"
+    try:
+        Box(bwrap, python).close()
+    except (OSError, SandboxError) as exc:
+        return str(exc)
     return None
 
 
@@ -176,8 +182,8 @@ def _probe() -> str | None:
 class BubblewrapBackend(HostBackend):
     """Args:
       python: the interpreter inside the sandbox (under /usr, the only system tree bound).
-      warm: warm boxes with a zygote (the default where they can run: the caller is root), or
-        a fresh bwrap and interpreter per run.
+      warm: warm boxes with a zygote (None: where they can run, which needs root; a warning
+        when root cannot start one), or False: a fresh bwrap and interpreter per run.
     """
 
     name = "bubblewrap"
@@ -189,11 +195,14 @@ class BubblewrapBackend(HostBackend):
         if not os.access(python, os.X_OK) or not python.startswith("/usr/"):
             raise SandboxUnavailable(f"sandbox backend 'bubblewrap': the Python inside the sandbox must be an "
                                      f"executable under /usr (the only system tree bound), got {python!r}")
-        self.warm = _box_support() is None if warm is None else warm
-        if self.warm and _box_support():
-            raise SandboxUnavailable(f"sandbox backend 'bubblewrap': no warm boxes here ({_box_support()}); "
-                                     "use warm=False")
         self.python, self.bwrap = python, shutil.which("bwrap")
+        why_not = _box_support(self.bwrap, python) if warm is not False else None
+        if why_not and warm:
+            raise SandboxUnavailable(f"sandbox backend 'bubblewrap': no warm boxes here ({why_not}); use warm=False")
+        if why_not and os.getuid() == 0:
+            warnings.warn(f"sandbox backend 'bubblewrap': no warm boxes here ({why_not}); starting a fresh bwrap "
+                          "and interpreter per run, which is slower", RuntimeWarning, stacklevel=2)
+        self.warm = warm is not False and not why_not
         super().__init__(self._new_box if self.warm else ProcessChannel)
 
     def _new_box(self) -> Box:
