@@ -1,8 +1,9 @@
 """The process that runs one untrusted program and cleans up after it (standard library only).
 
-It runs on the host for the ``local`` and ``bubblewrap`` backends and inside the container
-for ``docker`` (its source is sent with each exec), so it must stay importable on any
-Python >= 3.8 with nothing but the standard library.
+It runs on the host for ``local`` and fresh-per-run ``bubblewrap`` (``serve``), and inside
+bubblewrap boxes and docker containers under the zygote (base.zygote_command sends this
+source with zygote.py's), so it must stay importable on any Python >= 3.8 with nothing but
+the standard library.
 
 Protocol (``serve``): each request on stdin is one JSON line followed by exactly ``stdin_len``
 bytes of the program's stdin; each answer on stdout is one JSON line (the result, or
@@ -187,7 +188,7 @@ class Run:
                 self.stop = "timeout"
                 break
             exited = self._exited()
-            if exited and exit_fd in sel.get_map():
+            if exited and exit_fd is not None and exit_fd in sel.get_map():
                 sel.unregister(exit_fd)
             readers = [k for k in sel.get_map().values() if k.fd in (out_r, err_r)]
             if not readers and exited:
