@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Mapping
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
+ZYGOTE = Path(__file__).with_name("zygote.py")
 PROGRAM_NAME = "main.py"
 #: Sandboxed code runs as a uid from this range when the caller is root: RLIMIT_NPROC is not
 #: enforced for root, and a uid of its own per run lets the supervisor kill everything of it.
-UID_BASE, UID_SPAN = 200_000, 100_000
+UID_BASE, UID_SPAN = 200_000, 1_000_000
 SUPERVISOR_GRACE = 10.0
 STOP_REASONS = ("exit", "timeout", "memory", "output_limit", "killed")
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
@@ -113,12 +114,31 @@ def fresh_uid() -> int:
     return UID_BASE + (os.getpid() * 1009 + next(_serial)) % UID_SPAN
 
 
+def uid_block(size: int) -> int:
+    """The first of ``size`` consecutive uids from the sandbox range, a different block for
+    successive calls in this process."""
+    return UID_BASE + (os.getpid() * 1009 + next(_serial)) % (UID_SPAN // size) * size
+
+
 def sandbox_uid() -> int | None:
     """The uid a host-side run uses: a fresh one when root, else None (run as the caller)."""
     return fresh_uid() if os.getuid() == 0 else None
 
 
-def request_line(*, argv: list[str], files: dict[str, str], limits: Limits, stdin: bytes,
+def zygote_command(python: str, mode: str) -> list[str]:
+    """The command that starts a zygote (zygote.py) in a sandbox: both sources travel in it, so
+    the sandbox needs nothing of this package."""
+    sources = [(path.stem, path.read_text()) for path in (SUPERVISOR, ZYGOTE)]
+    loader = ("import sys, types\n"
+              f"for name, source in {sources!r}:\n"
+              "    module = sys.modules[name] = types.ModuleType(name)\n"
+              "    module.__file__ = name + '.py'\n"
+              "    exec(compile(source, module.__file__, 'exec'), module.__dict__)\n"
+              "sys.modules['zygote'].main(sys.argv[1])\n")
+    return [python, "-s", "-c", loader, mode]
+
+
+def request_line(*, argv: list[str] | None, files: dict[str, str], limits: Limits, stdin: bytes,
                  uid: int | None, workdir: str | None, dedicated: bool, **extra: object) -> bytes:
     """The supervisor's request: one JSON line, then the raw stdin bytes."""
     limits_dict = asdict(limits)
@@ -143,18 +163,23 @@ def _owner(path: Path) -> int | None:
         return None
 
 
-def execution(raw: bytes, backend: str, uid: int | None, *, shell_codes: bool = False) -> Execution:
-    """Turn the supervisor's JSON result into an Execution.
-
-    ``shell_codes``: the program ran under a launcher (bwrap) that reports death by signal N
-    as exit status 128+N, so such statuses are read as signals.
-    """
+def parse_answer(raw: bytes, backend: str) -> dict:
+    """The supervisor's JSON answer line; SandboxError when it is missing or reports an error."""
     try:
         result = json.loads(raw.decode().strip().splitlines()[-1])
     except (ValueError, IndexError) as exc:
         raise SandboxError(f"{backend}: the supervisor returned no result ({raw[-300:]!r})") from exc
     if "error" in result:
         raise SandboxError(f"{backend}: {result['error']}")
+    return result
+
+
+def execution(result: dict, backend: str, uid: int | None, *, shell_codes: bool = False) -> Execution:
+    """Turn the supervisor's answer (parse_answer) into an Execution.
+
+    ``shell_codes``: the program ran under a launcher (bwrap) that reports death by signal N
+    as exit status 128+N, so such statuses are read as signals.
+    """
     stdout = base64.b64decode(result["stdout"]).decode("utf-8", "replace")
     stderr = base64.b64decode(result["stderr"]).decode("utf-8", "replace")
     code = int(result["exit_code"])

@@ -1,9 +1,10 @@
-"""Warm supervisor servers (supervisor.py ``serve``): a request in, one JSON line out.
+"""Warm servers: a request in, one JSON line out.
 
-Starting Python costs more than most sandboxed runs, so each backend keeps supervisor servers
-running and sends them one request at a time: a host process for ``local`` and
-``bubblewrap``, a long-lived ``exec`` inside each container for ``docker``. A server that
-fails or overruns its deadline is killed and replaced; the failure is a SandboxError.
+Starting Python costs more than most sandboxed runs, so each backend keeps servers running and
+sends them one request at a time: a host supervisor process (supervisor.py ``serve``) for
+``local`` and fresh-per-run ``bubblewrap``, a bwrap box with its zygote (zygote.py) for warm
+``bubblewrap``, a zygote in one long-lived ``exec`` inside each container for ``docker``. A
+server that fails or overruns its deadline is killed and replaced; the failure is a SandboxError.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
-from .base import SUPERVISOR, Backend, Limits, SandboxError
+from .base import SANDBOX_ENV, SUPERVISOR, Backend, Limits, SandboxError
 
 
 class Channel(ABC):
@@ -35,11 +36,12 @@ class Channel(ABC):
 
 
 class ProcessChannel(Channel):
-    """A supervisor server as a child process of this one (local, bubblewrap)."""
+    """A server as a child process of this one: by default a host supervisor server (local, and
+    bubblewrap when not root); ``argv`` and Popen keywords start another (a bubblewrap box)."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-I", "-S", str(SUPERVISOR)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+    def __init__(self, argv: list[str] | None = None, **popen: Any) -> None:
+        self.proc = subprocess.Popen(argv or [sys.executable, "-I", "-S", str(SUPERVISOR)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, **popen)
 
     def call(self, request: bytes, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
@@ -71,7 +73,7 @@ class DockerChannel(Channel):
     def __init__(self, api: Any, container_id: str, command: list[str]):
         from docker.utils.socket import frames_iter
         exec_id = api.exec_create(container_id, command, stdin=True, stdout=True, stderr=True, user="0:0",
-                                  workdir="/work")["Id"]
+                                  workdir="/", environment=dict(SANDBOX_ENV, HOME="/work"))["Id"]
         self.conn = api.exec_start(exec_id, socket=True)
         self.sock = getattr(self.conn, "_sock", self.conn)
         self.frames = frames_iter(self.conn, tty=False)
@@ -102,33 +104,44 @@ class DockerChannel(Channel):
 class ChannelPool:
     """Idle host-side servers, one taken per call (so concurrent callers never share one)."""
 
-    def __init__(self, factory: Callable[[], Channel], keep: int = 8):
+    def __init__(self, factory: Callable[[], ProcessChannel], keep: int = 8):
         self.factory, self.keep = factory, keep
-        self._idle: list[Channel] = []
+        self._idle: list[ProcessChannel] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
-    def call(self, request: bytes, timeout: float) -> bytes:
+    def take(self) -> ProcessChannel:
+        """An idle server, or a new one."""
         with self._lock:
             if self._pid != os.getpid():  # a forked copy: the idle servers belong to the parent
                 self._idle, self._pid = [], os.getpid()
             channel = self._idle.pop() if self._idle else None
-        channel = channel or self.factory()
+        return channel or self.factory()
+
+    def give_back(self, channel: ProcessChannel, reuse: bool) -> None:
+        """Keep ``channel`` for the next call, or stop it (not ``reuse``, or enough are idle)."""
+        if reuse:
+            with self._lock:
+                if len(self._idle) < self.keep and self._pid == os.getpid():
+                    self._idle.append(channel)
+                    return
+        channel.close()
+
+    def call(self, request: bytes, timeout: float) -> bytes:
+        channel = self.take()
         try:
             answer = channel.call(request, timeout)
         except BaseException:
             channel.close()
             raise
-        with self._lock:
-            if len(self._idle) < self.keep:
-                self._idle.append(channel)
-                return answer
-        channel.close()
+        self.give_back(channel, reuse=True)
         return answer
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
+        if self._pid != os.getpid():  # a forked copy must not stop the parent's servers
+            return
         for channel in idle:
             channel.close()
 
@@ -136,8 +149,8 @@ class ChannelPool:
 class HostBackend(Backend):
     """A backend whose supervisor servers run on this host (local, bubblewrap)."""
 
-    def __init__(self) -> None:
-        self._servers = ChannelPool(ProcessChannel)
+    def __init__(self, factory: Callable[[], ProcessChannel] = ProcessChannel) -> None:
+        self._servers = ChannelPool(factory)
         atexit.register(self.close)
 
     def _call(self, request: bytes, limits: Limits) -> bytes:

@@ -2,13 +2,16 @@
 
 Each container starts with no network (``network_mode=none``), memory, pids and CPU limits, a
 read-only root, tmpfs /work and /tmp, every capability dropped but the four the supervisor
-needs, and ``no-new-privileges``; its PID 1 is a tiny reaper. The supervisor (supervisor.py,
-sent as source) runs as one long-lived ``exec`` per container and serves the runs, so a run
-costs no ``docker exec``. It runs each program as the container's own unprivileged uid in a
-fresh work dir with the rlimits and wall-clock kill, and afterwards kills every process of that
-uid, so a daemonised child or fork-bomb survivor cannot outlive the run. A container serves one
-run at a time and is replaced after any run that hit a limit or left processes behind, after
-a supervisor failure, and after ``max_uses`` runs.
+needs, and ``no-new-privileges``; its PID 1 is a tiny reaper. A zygote (zygote.py, sent as
+source) runs as root in one long-lived ``exec`` per container and forks each run, so a run
+costs neither a ``docker exec`` nor a Python start-up. Each program runs as the container's
+own unprivileged uid (which cannot signal or ptrace the root zygote) in a fresh work dir with
+the rlimits and wall-clock kill; afterwards every process of that uid is killed, so a
+daemonised child or fork-bomb survivor cannot outlive the run, and the writable tmpfs (/work,
+/tmp, /dev/shm, /dev/mqueue) are emptied, so no file reaches the next run. A container serves
+one run at a time and is replaced after any run that hit a limit, left processes behind or
+left what could not be removed (SysV IPC objects), after a supervisor failure, and after
+``max_uses`` runs.
 
 The image needs only ``python3`` on its PATH: ``python:3.12-slim`` works, and
 scripts/build-sandbox-image.sh builds ``rewardgym-sandbox:latest`` with no registry.
@@ -21,8 +24,8 @@ import threading
 import uuid
 from typing import Any, Mapping
 
-from .base import PROGRAM_NAME, SUPERVISOR, Backend, Execution, Limits, SandboxError, SandboxUnavailable, \
-    check_files, execution, fresh_uid, request_line
+from .base import Backend, Execution, Limits, SandboxError, SandboxUnavailable, check_files, \
+    execution, fresh_uid, parse_answer, request_line, zygote_command
 from .channel import DockerChannel
 
 DEFAULT_IMAGE = "rewardgym-sandbox:latest"
@@ -34,9 +37,9 @@ REAPER = ("import os, time\n"
           "        os.wait()\n"
           "    except ChildProcessError:\n"
           "        time.sleep(0.5)\n")
-# The supervisor runs as root in the container with only these capabilities: it switches the
-# program to the container's uid (the program loses every capability on that switch), hands it
-# the work dir, and kills what it leaves. The program cannot signal the supervisor.
+# The zygote and its leaders run as root in the container with only these capabilities: they
+# switch the program to the container's uid (the program loses every capability on that
+# switch), hand it the work dir, and kill what it leaves. The program cannot signal them.
 SUPERVISOR_CAPS = ["SETUID", "SETGID", "KILL", "CHOWN"]
 _SETUP_HINT = ("start the Docker Engine (apt-get install docker.io; dockerd &) and make the image "
                "(scripts/build-sandbox-image.sh, or docker pull python:3.12-slim and pass image=...)")
@@ -91,7 +94,6 @@ class DockerBackend(Backend):
         self._count = 0
         self._cond = threading.Condition()
         self._closed = False
-        self._supervisor = SUPERVISOR.read_text()
         atexit.register(self.close)
 
     @classmethod
@@ -113,7 +115,7 @@ class DockerBackend(Backend):
             cap_drop=["ALL"], cap_add=SUPERVISOR_CAPS, security_opt=["no-new-privileges"], hostname="sandbox",
             labels={LABEL: "1"}, working_dir="/work")
         try:
-            channel = DockerChannel(self.client.api, handle.id, [self.python, "-I", "-S", "-c", self._supervisor])
+            channel = DockerChannel(self.client.api, handle.id, zygote_command(self.python, "container"))
         except Exception:
             self._remove_handle(handle)
             raise
@@ -180,10 +182,11 @@ class DockerBackend(Backend):
         box = self._acquire()
         healthy = False
         try:
-            request = request_line(argv=[self.python, "-s", PROGRAM_NAME], files=encoded, limits=limits,
-                                   stdin=data, uid=box.uid, workdir=f"/work/{uuid.uuid4().hex}", dedicated=True)
-            result = execution(box.channel.call(request, limits.wall_time + self.grace), self.name, box.uid)
-            healthy = result.status == "exit" and result.orphans == 0
+            request = request_line(argv=None, files=encoded, limits=limits, stdin=data, uid=box.uid,
+                                   workdir=f"/work/{uuid.uuid4().hex}", dedicated=True)
+            answer = parse_answer(box.channel.call(request, limits.wall_time + self.grace), self.name)
+            result = execution(answer, self.name, box.uid)
+            healthy = result.status == "exit" and result.orphans == 0 and not answer["residue"]
             return result
         finally:
             self._release(box, healthy)

@@ -13,7 +13,8 @@ import uuid
 import warnings
 from typing import Mapping
 
-from .base import PROGRAM_NAME, Execution, Limits, check_files, execution, request_line, sandbox_uid
+from .base import PROGRAM_NAME, Execution, Limits, check_files, execution, parse_answer, request_line, \
+    sandbox_uid
 from .channel import HostBackend
 
 
@@ -38,4 +39,4 @@ class LocalBackend(HostBackend):
         workdir = f"{tempfile.gettempdir()}/rewardgym-sandbox-{uuid.uuid4().hex}"
         request = request_line(argv=[self.python, "-s", PROGRAM_NAME], files=encoded, limits=limits, stdin=data,
                                uid=uid, workdir=workdir, dedicated=True)
-        return execution(self._call(request, limits), self.name, uid)
+        return execution(parse_answer(self._call(request, limits), self.name), self.name, uid)

@@ -1,8 +1,9 @@
 """The process that runs one untrusted program and cleans up after it (standard library only).
 
-It runs on the host for the ``local`` and ``bubblewrap`` backends and inside the container
-for ``docker`` (its source is sent with each exec), so it must stay importable on any
-Python >= 3.8 with nothing but the standard library.
+It runs on the host for ``local`` and fresh-per-run ``bubblewrap`` (``serve``), and inside
+bubblewrap boxes and docker containers under the zygote (base.zygote_command sends this
+source with zygote.py's), so it must stay importable on any Python >= 3.8 with nothing but
+the standard library.
 
 Protocol (``serve``): each request on stdin is one JSON line followed by exactly ``stdin_len``
 bytes of the program's stdin; each answer on stdout is one JSON line (the result, or
@@ -26,19 +27,20 @@ import shutil
 import signal
 import sys
 import time
+from typing import Callable, Tuple
 
 PR_SET_CHILD_SUBREAPER = 36
 FILES_MARK = "@FILES@"
 MB = 1 << 20
 
 
-def _subreaper() -> None:
+def subreaper() -> None:
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _limit_self(limits: dict) -> None:
+def limit_self(limits: dict) -> None:
     """Runs in the child between fork and exec, after the switch to the sandbox uid."""
     cpu = max(1, int(limits["cpu_time"] + 0.999))
     memory = int(limits["memory_mb"]) * MB
@@ -52,22 +54,29 @@ def _limit_self(limits: dict) -> None:
         resource.setrlimit(what, value)
 
 
+def write_workdir(request: dict, *, create: bool = True) -> None:
+    """Write the run's files into its work dir (created here unless it is a fresh mount), owned
+    by the run's uid."""
+    workdir, uid, gid = request["workdir"], request.get("uid"), request.get("gid")
+    if create:
+        os.makedirs(workdir, mode=0o700)
+    for name, data in request["files"].items():
+        path = os.path.join(workdir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(base64.b64decode(data))
+    if uid is not None and os.getuid() == 0:  # bottom-up: root may lack CAP_DAC_OVERRIDE
+        for root, _, names in os.walk(workdir, topdown=False):
+            for name in names + [""]:
+                os.chown(os.path.join(root, name) if name else root, uid, gid)
+
+
 def _prepare_files(request: dict) -> tuple[list[str], list[int]]:
     """Write the files into the fresh work dir, or (bubblewrap) hand them over as memfds."""
-    argv, files, workdir = list(request["argv"]), request["files"], request.get("workdir")
-    uid, gid = request.get("uid"), request.get("gid")
+    argv, files = list(request["argv"]), request["files"]
     fds: list[int] = []
-    if workdir:
-        os.makedirs(workdir, mode=0o700)
-        for name, data in files.items():
-            path = os.path.join(workdir, name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as fh:
-                fh.write(base64.b64decode(data))
-        if uid is not None and os.getuid() == 0:  # bottom-up: root may lack CAP_DAC_OVERRIDE
-            for root, _, names in os.walk(workdir, topdown=False):
-                for name in names + [""]:
-                    os.chown(os.path.join(root, name) if name else root, uid, gid)
+    if request.get("workdir"):
+        write_workdir(request)
     if FILES_MARK in argv:
         extra: list[str] = []
         made: set[str] = set()
@@ -88,12 +97,13 @@ def _prepare_files(request: dict) -> tuple[list[str], list[int]]:
     return argv, fds
 
 
-def _spawn(request: dict, argv: list[str], fds: list[int]) -> tuple[int, int, int, int]:
-    """fork/exec by hand: new session, sandbox uid, rlimits; pipes for stdio.
+def _spawn_exec(request: dict) -> tuple[int, int, int, int]:
+    """fork/exec ``argv`` by hand: new session, sandbox uid, rlimits; pipes for stdio.
 
     Returns (pid, stdin writer, stdout reader, stderr reader). Every other descriptor of this
     process is close-on-exec (Python's default), so only stdio and the memfds are inherited.
     """
+    argv, fds = _prepare_files(request)
     limits, uid, gid = request["limits"], request.get("uid"), request.get("gid")
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
@@ -112,7 +122,7 @@ def _spawn(request: dict, argv: list[str], fds: list[int]) -> tuple[int, int, in
                 os.setgroups([])
                 os.setresgid(gid, gid, gid)
                 os.setresuid(uid, uid, uid)
-            _limit_self(limits)
+            limit_self(limits)
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; exec'd code gets defaults
                 signal.signal(sig, signal.SIG_DFL)
             if request.get("workdir"):
@@ -126,11 +136,13 @@ def _spawn(request: dict, argv: list[str], fds: list[int]) -> tuple[int, int, in
     return pid, in_w, out_r, err_r
 
 
-class _Run:
-    """Stdio pumping and waiting for one program; ``stop`` says why it was cut short."""
+class Run:
+    """Stdio pumping and waiting for one program; ``stop`` says why it was cut short.
+    ``group``: the program leads its own process group, which is what gets killed (else
+    just ``pid``, a PID namespace's init whose death takes the namespace down)."""
 
-    def __init__(self, pid: int, limits: dict, start: float):
-        self.pid, self.cap = pid, int(limits["output_bytes"])
+    def __init__(self, pid: int, limits: dict, start: float, *, group: bool = True):
+        self.pid, self.cap, self.group = pid, int(limits["output_bytes"]), group
         self.deadline = start + float(limits["wall_time"])
         self.out, self.err = bytearray(), bytearray()
         self.stop: str | None = None
@@ -156,10 +168,14 @@ class _Run:
 
     def pump(self, in_w: int, out_r: int, err_r: int, data: bytes) -> None:
         """Feed stdin, collect capped output; return once the program has exited and its
-        pipes are drained, or a limit is hit."""
+        pipes are drained, or a limit is hit. Sleeps in select only: the program's exit wakes
+        it through a pidfd (polled every few ms where there is none)."""
         sel = selectors.DefaultSelector()
         sel.register(out_r, selectors.EVENT_READ, self.out)
         sel.register(err_r, selectors.EVENT_READ, self.err)
+        exit_fd = _pidfd(self.pid)
+        if exit_fd is not None:
+            sel.register(exit_fd, selectors.EVENT_READ)
         sent = 0
         if data:
             os.set_blocking(in_w, False)
@@ -172,42 +188,60 @@ class _Run:
                 self.stop = "timeout"
                 break
             exited = self._exited()
-            readers = [k for k in sel.get_map().values() if k.fd != in_w]
+            if exited and exit_fd is not None and exit_fd in sel.get_map():
+                sel.unregister(exit_fd)
+            readers = [k for k in sel.get_map().values() if k.fd in (out_r, err_r)]
             if not readers and exited:
                 break
-            events = sel.select(0 if exited else min(left, 0.05))
+            if not sel.get_map():  # output closed, stdin sent, no pidfd: poll for the exit
+                time.sleep(0.002)
+                continue
+            events = sel.select(0 if exited else min(left, 0.05 if exit_fd is None else left))
             if exited and not events:
                 break  # a leftover child may hold the pipes open; the program is done
             for key, _ in events:
-                if key.fd != in_w:
+                if key.fd in (out_r, err_r):
                     self._read(sel, key)
-                    continue
-                try:
-                    sent += os.write(in_w, data[sent:sent + 65536])
-                except BlockingIOError:
-                    pass
-                except BrokenPipeError:
-                    sent = len(data)
-                if sent >= len(data):
-                    sel.unregister(in_w)
-                    os.close(in_w)
-            if not readers and not exited:
-                time.sleep(0.002)
+                elif key.fd == in_w:
+                    sent = self._feed(sel, in_w, data, sent)
+        if exit_fd is not None:
+            os.close(exit_fd)
         for key in list(sel.get_map().values()):
-            sel.unregister(key.fd)
-            os.close(key.fd)
+            if key.fd != exit_fd:
+                os.close(key.fd)
         sel.close()
+
+    @staticmethod
+    def _feed(sel: selectors.BaseSelector, in_w: int, data: bytes, sent: int) -> int:
+        try:
+            sent += os.write(in_w, data[sent:sent + 65536])
+        except BlockingIOError:
+            pass
+        except BrokenPipeError:
+            sent = len(data)
+        if sent >= len(data):
+            sel.unregister(in_w)
+            os.close(in_w)
+        return sent
 
     def finish(self) -> int:
         """The program's wait status, killing its process group first if it still runs."""
         if not self._exited():
             self.stop = self.stop or "timeout"
             try:
-                os.killpg(self.pid, signal.SIGKILL)
+                (os.killpg if self.group else os.kill)(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             _, self.status, _ = os.wait4(self.pid, 0)
         return self.status
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (None before Python 3.9 / Linux 5.3)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _kill_uid(uid: int) -> None:
@@ -290,43 +324,67 @@ def _open_up(path: str) -> None:
         pass
 
 
-def _remove(workdir: str, uid: int | None) -> None:
-    """Delete the work dir as its owner (root may lack CAP_DAC_OVERRIDE in a container)."""
+def _remove(paths: list[str], uid: int | None, *, keep_top: bool) -> None:
+    """Delete ``paths`` (or, with ``keep_top``, everything inside them) as their owner: root may
+    lack CAP_DAC_OVERRIDE in a container."""
+    def wipe() -> None:
+        for path in paths:
+            _open_up(path)
+            targets = [entry.path for entry in os.scandir(path)] if keep_top and os.path.isdir(path) else [path]
+            for target in targets:
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(target)
+                    except OSError:
+                        pass
+
     if uid is None or os.getuid() != 0:
-        _open_up(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
+        wipe()
         return
     pid = os.fork()
     if pid == 0:
         try:
             os.setresuid(uid, uid, uid)
-            _open_up(workdir)
-            shutil.rmtree(workdir, ignore_errors=True)
+            wipe()
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
 
 
-def supervise(request: dict, data: bytes) -> dict:
-    _subreaper()
+Spawn = Callable[[dict], Tuple[int, int, int, int]]
+
+
+def supervise(request: dict, data: bytes, spawn: Spawn = _spawn_exec) -> dict:
+    """Run one request: ``spawn`` starts the program (pid and its stdin/stdout/stderr pipe
+    ends), this pumps, kills, sweeps and cleans up. ``request["wipe"]``: directories emptied
+    after the run instead of removing just the work dir (a warm container's shared tmpfs)."""
+    subreaper()
     start = time.monotonic()
-    argv, fds = _prepare_files(request)
-    pid, in_w, out_r, err_r = _spawn(request, argv, fds)
-    run = _Run(pid, request["limits"], start)
+    pid, in_w, out_r, err_r = spawn(request)
+    run = Run(pid, request["limits"], start)
     run.pump(in_w, out_r, err_r, data)
     status = run.finish()
     wall = time.monotonic() - start
     orphans = _sweep(request)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if request.get("workdir"):
-        _remove(request["workdir"], request.get("uid"))
+    if request.get("wipe"):
+        _remove(request["wipe"], request.get("uid"), keep_top=True)
+    elif request.get("workdir"):
+        _remove([request["workdir"]], request.get("uid"), keep_top=False)
+    return result(run, status, wall, usage, orphans)
+
+
+def result(run: Run, status: int, wall: float, usage: resource.struct_rusage, orphans: int) -> dict:
+    """The answer line's fields (see base.execution)."""
     return {"stdout": base64.b64encode(run.out).decode(), "stderr": base64.b64encode(run.err).decode(),
             "exit_code": os.waitstatus_to_exitcode(status), "stop": run.stop, "wall_time": wall,
             "cpu_time": usage.ru_utime + usage.ru_stime, "max_rss_kb": usage.ru_maxrss,
             "orphans": orphans}
 
 
-def _read_exactly(stream, size: int) -> bytes:
+def read_exactly(stream, size: int) -> bytes:
     chunks = []
     while size > 0:
         chunk = stream.read(min(size, 1 << 20))
@@ -337,7 +395,7 @@ def _read_exactly(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -353,13 +411,13 @@ def serve() -> None:
         if not line:
             return
         request = json.loads(line)
-        data = _read_exactly(stream, int(request["stdin_len"]))
+        data = read_exactly(stream, int(request["stdin_len"]))
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(read_end)
             try:
-                _write_all(write_end, (json.dumps(supervise(request, data)) + "\n").encode())
+                write_all(write_end, (json.dumps(supervise(request, data)) + "\n").encode())
             finally:
                 os._exit(0)
         os.close(write_end)
@@ -368,7 +426,7 @@ def serve() -> None:
         _, status = os.waitpid(pid, 0)
         if not answer.endswith(b"\n"):
             answer = (json.dumps({"error": f"supervisor died (status {status})"}) + "\n").encode()
-        _write_all(1, answer)
+        write_all(1, answer)
 
 
 if __name__ == "__main__":

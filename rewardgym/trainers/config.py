@@ -20,6 +20,8 @@ import yaml
 
 from .grpo import AGGREGATIONS, RATIO_LEVELS
 
+FP8_MODES = ("none", "rollout", "train")
+
 
 @dataclass
 class ModelOptions:
@@ -101,6 +103,10 @@ class TrainConfig(ModelOptions):
     overlong_factor: float = 1.0
     grad_clip: float = 1.0
     weight_decay: float = 0.0
+    # precision (rewardgym.trainers.models.fp8): "rollout" samples in FP8 and trains in full precision
+    # (TIS weights capped at tis_cap correct the gap; 0 = none); "train" runs both in FP8
+    fp8: str = "none"
+    tis_cap: float = 2.0
     # curriculum (rewardgym.curriculum): the env's difficulty ladder, moved by group success rates
     curriculum: bool = False
     curriculum_low: float = 0.2
@@ -124,6 +130,10 @@ class TrainConfig(ModelOptions):
             problems.append(f"aggregation {self.aggregation!r} not one of {AGGREGATIONS}")
         if self.ratio_level not in RATIO_LEVELS:
             problems.append(f"ratio_level {self.ratio_level!r} not one of {RATIO_LEVELS}")
+        if self.fp8 not in FP8_MODES:
+            problems.append(f"fp8 {self.fp8!r} not one of {FP8_MODES}")
+        if self.tis_cap < 0:
+            problems.append(f"tis_cap must be >= 0 (0 = no correction), got {self.tis_cap}")
         if self.group_size < 2:
             problems.append(f"group_size must be >= 2, got {self.group_size}")
         for name in ("steps", "tasks_per_step", "max_new_tokens", "mu", "checkpoint_every"):

@@ -8,6 +8,8 @@ References, each an option here:
   DAPO (Yu et al. 2025): clip-higher (eps_high > eps_low), token-level mean over the batch,
     dynamic sampling (drop groups whose rewards are all equal), soft overlong punishment.
   GSPO (Zheng et al. 2025): one importance ratio per sequence, the geometric mean of token ratios.
+  TIS (Yao et al. 2025): when the sampler computes log-probs differently from the trainer (FP8
+    rollouts), each token's loss is weighted by min(pi_train_old / pi_sampler, C).
 Tensors: ``logp``, ``old_logp``, ``ref_logp`` and ``mask`` are [B, T]; ``advantages`` is [B].
 """
 
@@ -89,6 +91,16 @@ def importance_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Ten
     raise ValueError(f"importance_ratio: unknown level {level!r}; choose one of {RATIO_LEVELS}")
 
 
+def tis_weights(train_logp: torch.Tensor, rollout_logp: torch.Tensor, cap: float) -> torch.Tensor:
+    """Truncated importance sampling weights per token: min(exp(train_logp - rollout_logp), cap),
+    where ``train_logp`` is the trainer's log-prob of the sampled token under the policy that
+    sampled it and ``rollout_logp`` the sampler's. Corrects for sampling from a slightly different
+    distribution (the sampler's) than the one the loss assumes; the cap bounds the variance."""
+    if cap <= 0:
+        raise ValueError(f"tis_weights: cap must be > 0, got {cap}")
+    return (train_logp - rollout_logp).exp().clamp(max=cap).detach()
+
+
 @dataclass
 class LossStats:
     clip_fraction: float
@@ -99,13 +111,17 @@ class LossStats:
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
                 eps_low: float = 0.2, eps_high: float = 0.2, ratio_level: str = "token",
                 aggregation: str = "token_mean", max_length: int | None = None,
-                ref_logp: torch.Tensor | None = None, beta: float = 0.0) -> tuple[torch.Tensor, LossStats]:
-    """The clipped surrogate -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) plus ``beta`` * k3 KL,
-    aggregated over tokens. ``ref_logp`` is needed only when ``beta > 0``."""
+                ref_logp: torch.Tensor | None = None, beta: float = 0.0,
+                tis_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, LossStats]:
+    """The clipped surrogate -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), times ``tis_weight``
+    per token when given, plus ``beta`` * k3 KL, aggregated over tokens. ``ref_logp`` is needed
+    only when ``beta > 0``."""
     ratio = importance_ratio(logp, old_logp, mask, ratio_level)
     adv = advantages[:, None]
     clipped = ratio.clamp(1 - eps_low, 1 + eps_high)
     per_token = -torch.minimum(ratio * adv, clipped * adv)
+    if tis_weight is not None:
+        per_token = per_token * tis_weight
     kl_value = 0.0
     if beta > 0:
         if ref_logp is None:

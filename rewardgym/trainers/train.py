@@ -19,6 +19,7 @@ number of ranks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -39,6 +40,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set
 from .config import SFTConfig, TrainConfig, to_dict
 from .distributed import SINGLE, DataParallel, check_world, group_generators, launch, shutdown
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
+from .models.fp8 import full_precision, to_fp8
 from .models.moe import aux_loss, balance_experts, mean_stats
 from .models.tokenizer import fixed_phrases
 from .reporting import Progress, add_scalars, close_writer, tensorboard_writer
@@ -132,6 +134,33 @@ def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[D
     return policy, tokenizer
 
 
+def training_old_logprobs(cfg: TrainConfig, policy: DecoderLM, rollout: Rollout,
+                          dp: DataParallel = SINGLE) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
+    """The log-probs the importance ratio divides by, per-token TIS weights, and gap statistics
+    (reduced over ranks).
+
+    With ``fp8: rollout`` the sampler ran in FP8 while training runs in full precision, so the
+    recorded log-probs are not the trainer's: recompute them and weight each token by
+    min(pi_train / pi_sampler, tis_cap). Otherwise the recorded log-probs serve as they are.
+    """
+    if cfg.fp8 != "rollout":
+        return rollout.logprobs, None, {}
+    with torch.no_grad(), full_precision(policy):
+        train_logp, _ = completion_logprobs(policy, rollout.batch, temperature=cfg.temperature,
+                                            routing=rollout.routing if cfg.routing_replay else None)
+    real = rollout.batch.completion_mask.bool()
+    gap = (train_logp - rollout.logprobs)[real].abs()
+    weights = grpo.tis_weights(train_logp, rollout.logprobs, cfg.tis_cap) if cfg.tis_cap else None
+    total, count, weight_total = dp.sum(torch.tensor(
+        [float(gap.sum()), gap.numel(), float(weights[real].sum()) if weights is not None else 0.0],
+        dtype=torch.float64)).tolist()
+    largest = dp.max(gap.max() if gap.numel() else torch.tensor(0.0))
+    stats = {"rollout_logp_gap_mean": total / max(count, 1), "rollout_logp_gap_max": float(largest)}
+    if weights is not None:
+        stats["tis_weight_mean"] = weight_total / max(count, 1)
+    return train_logp, weights, stats
+
+
 def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None, optimizer: torch.optim.Optimizer,
                 rollout: Rollout, advantages: torch.Tensor, keep: torch.Tensor, generator: torch.Generator, *,
                 owned: range | None = None, dp: DataParallel = SINGLE) -> dict[str, float]:
@@ -147,6 +176,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     if len(rows) == 0:
         return {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0, "optimizer_steps": 0}
     owned = owned if owned is not None else range(len(keep))
+    old_logp, tis_weight, gap_stats = training_old_logprobs(cfg, policy, rollout, dp)
     size = cfg.minibatch_size or len(rows)
     totals = torch.zeros(4, dtype=torch.float64)  # loss, kl, clip_fraction, entropy: this rank's weighted parts
     grad_norm, steps, moe_stats = 0.0, 0, []
@@ -164,16 +194,18 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
         weight_share, token_share, sequence_share = parts / dp.sum(parts)
         optimizer.zero_grad(set_to_none=True)
         if len(local):
-            logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True,
-                                                routing=None if replay is None else replay[local])
+            with full_precision(policy) if cfg.fp8 == "rollout" else contextlib.nullcontext():
+                logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True,
+                                                    routing=None if replay is None else replay[local])
             ref_logp = None
             if reference is not None:
                 with torch.no_grad():
                     ref_logp, _ = completion_logprobs(reference, batch, temperature=cfg.temperature)
             loss, stats = grpo.policy_loss(
-                logp, rollout.logprobs[local], advantages[mine], batch.completion_mask, eps_low=cfg.eps_low,
+                logp, old_logp[local], advantages[mine], batch.completion_mask, eps_low=cfg.eps_low,
                 eps_high=cfg.eps_high, ratio_level=cfg.ratio_level, aggregation=cfg.aggregation,
-                max_length=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta)
+                max_length=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta,
+                tis_weight=None if tis_weight is None else tis_weight[local])
             loss = loss * weight_share + aux_loss(policy) * sequence_share  # the balance loss is a sequence mean
             loss.backward()
             share = float(token_share)  # kl, clip fraction and entropy are token means
@@ -187,7 +219,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
         steps += 1
     loss, kl, clip_fraction, entropy = (dp.sum(totals) / steps).tolist()
     return {"loss": loss, "kl": kl, "clip_fraction": clip_fraction, "entropy": entropy, "grad_norm": grad_norm / steps,
-            "optimizer_steps": steps, **mean_stats(moe_stats)}
+            "optimizer_steps": steps, **gap_stats, **mean_stats(moe_stats)}
 
 
 def grpo_step(cfg: TrainConfig, step: int, envs: Any, policy: DecoderLM, tokenizer: Tokenizer,
@@ -279,6 +311,8 @@ def _train(cfg: TrainConfig, log: Log, dp: DataParallel) -> dict[str, Any]:
         log(f"resuming from {checkpoint} at step {first_step}")
     else:
         policy, tokenizer = load_pretrained(start_dir)
+    if cfg.fp8 != "none":
+        policy = to_fp8(policy)
     reference = None
     if cfg.beta > 0:  # the frozen start policy; with beta 0 no copy is kept
         reference = load_pretrained(start_dir, with_tokenizer=False)[0].eval().requires_grad_(False)

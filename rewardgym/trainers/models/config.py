@@ -49,6 +49,7 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
+    fp8: bool = False  # projections as FP8Linear (models/fp8.py); how to compute, not saved in config.json
     # Mixture-of-Experts (DeepSeek-V3 / Qwen3-MoE names); num_experts 0 = dense
     num_experts: int = 0  # routed experts per MoE layer
     num_experts_per_tok: int = 2  # top-k
@@ -137,7 +138,7 @@ class ModelConfig:
     # -- Hugging Face config.json -------------------------------------------------------
     def to_hf(self) -> dict[str, Any]:
         """The ``config.json`` a Hugging Face ``AutoModelForCausalLM`` of ``model_type`` reads."""
-        data = {k: v for k, v in asdict(self).items() if k != "rope_theta"}
+        data = {k: v for k, v in asdict(self).items() if k not in ("rope_theta", "fp8")}
         data.update(architectures=FAMILIES[self.model_type]["architectures"], hidden_act="silu",
                     rope_theta=self.rope_theta,
                     rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta})

@@ -18,10 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
+from .fp8 import FP8Linear
 
 
 def make_linear(in_features: int, out_features: int, *, bias: bool, config: ModelConfig) -> nn.Module:
     """Every projection in the model is built here (the FP8 seam)."""
+    if config.fp8:
+        return FP8Linear(in_features, out_features, bias=bias)
     return nn.Linear(in_features, out_features, bias=bias)
 
 

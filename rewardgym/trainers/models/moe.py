@@ -110,7 +110,7 @@ class MoE(nn.Module):
             out = out + self.shared_experts(flat)
         self.last_indices = chosen.view(b, t, k)
         self.aux_loss = None
-        if self.training:
+        if self.training and torch.is_grad_enabled():  # a training pass, not a no-grad recomputation
             keep = torch.ones(b, t, dtype=torch.bool, device=x.device) if keep is None else keep.bool()
             self._observe(chosen, fresh, keep.reshape(-1), replay)
             if self.config.aux_loss_alpha > 0:
