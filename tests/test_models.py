@@ -144,6 +144,9 @@ class ScriptedLM(torch.nn.Module):
     def new_cache(self, batch, capacity):
         return type("Cache", (), {"length": 0})()
 
+    def last_routing(self):
+        return None  # no experts
+
     def forward(self, ids, mask, cache):
         if self.prompt_len is None:
             self.prompt_len = ids.shape[1]

@@ -38,9 +38,23 @@ class ModelOptions:
     num_layers: int = 3
     num_heads: int = 4
     num_kv_heads: int = 2
+    # Mixture-of-Experts for the built decoder (num_experts 0 = dense; see ModelConfig for their meaning)
+    num_experts: int = 0
+    num_experts_per_tok: int = 2
+    n_shared_experts: int = 1
+    moe_intermediate_size: int | None = None
+    scoring_func: str = "sigmoid"
+    bias_update_speed: float = 0.001
+    aux_loss_alpha: float = 0.0
     threads: int = 1  # torch CPU threads (0 = torch default); a tiny model is fastest on one
     progress: bool = True  # a tqdm bar when on a terminal; per-step lines otherwise
     tensorboard: bool = False  # also write TensorBoard events to run_dir/tensorboard
+
+    def moe_options(self) -> dict[str, Any]:
+        """The ModelConfig fields of a built Mixture-of-Experts decoder (none for a dense one)."""
+        names = ("num_experts", "num_experts_per_tok", "n_shared_experts", "moe_intermediate_size", "scoring_func",
+                 "bias_update_speed", "aux_loss_alpha")
+        return {name: getattr(self, name) for name in names} if self.num_experts else {}
 
 
 @dataclass
@@ -73,6 +87,7 @@ class TrainConfig(ModelOptions):
     temperature: float = 1.0
     top_p: float = 1.0
     remote: str | None = None  # URL of a `rewardgym serve` verifier service; null = the local env pool
+    routing_replay: bool = True  # MoE: train on the experts chosen while sampling (R3)
     # GRPO
     lr: float = 1e-4
     mu: int = 1  # optimizer passes over each rollout batch

@@ -51,11 +51,12 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) ->
     return Batch(ids, mask, mask[:, p:].float(), p)
 
 
-def completion_logprobs(model: DecoderLM, batch: Batch, *, temperature: float = 1.0,
-                        with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def completion_logprobs(model: DecoderLM, batch: Batch, *, temperature: float = 1.0, with_entropy: bool = False,
+                        routing: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [B, T] of the completion tokens under ``model`` (logits divided by
-    ``temperature``, the distribution that was sampled), and optionally the per-token entropy."""
-    logits = model(batch.input_ids, batch.attention_mask)[:, batch.prompt_width - 1:-1].float()
+    ``temperature``, the distribution that was sampled), and optionally the per-token entropy.
+    ``routing`` (a Rollout's, rows matching ``batch``) replays the experts used while sampling."""
+    logits = model(batch.input_ids, batch.attention_mask, routing=routing)[:, batch.prompt_width - 1:-1].float()
     logp_all = F.log_softmax(logits / temperature, dim=-1)
     logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
     entropy = None
@@ -71,6 +72,7 @@ class Rollout:
     texts: list[str]
     lengths: list[int]  # completion tokens, stop token included
     truncated: list[bool]  # hit max_new_tokens before a stop
+    routing: torch.Tensor | None = None  # MoE: [B, P + T, MoE layers, k] experts used (int16, -1 = not fed)
 
 
 @lru_cache(maxsize=8)
@@ -129,6 +131,7 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
     ids, mask = start.input_ids[:, :p], start.attention_mask[:, :p]
     cache = model.new_cache(b, p + max_new_tokens)
     logits = model(ids, mask, cache)[:, -1].float()
+    routes = [model.last_routing()]
     out = torch.full((b, max_new_tokens), tokenizer.pad_token_id, dtype=torch.long)
     out_logp = torch.zeros((b, max_new_tokens))
     lengths = torch.zeros(b, dtype=torch.long)
@@ -158,10 +161,21 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
             break
         mask = torch.cat([mask, active[:, None].long()], dim=1)
         logits = model(token[:, None], mask, cache)[:, -1].float()
-    width = int(lengths.max())
+        routes.append(model.last_routing())
+    width = max(1, int(lengths.max()))
     completions = [out[i, :lengths[i]].tolist() for i in range(b)]
     batch = pack(prompt_ids, completions, tokenizer.pad_token_id)
     texts = tokenizer.decode_batch(completions)
     model.train(was_training)
-    return Rollout(batch=batch, logprobs=out_logp[:, :max(1, width)], texts=texts,
-                   lengths=lengths.tolist(), truncated=active.tolist())
+    return Rollout(batch=batch, logprobs=out_logp[:, :width], texts=texts, lengths=lengths.tolist(),
+                   truncated=active.tolist(), routing=_routing(routes, p + width))
+
+
+def _routing(routes: list[torch.Tensor | None], columns: int) -> torch.Tensor | None:
+    """The experts recorded at each forward pass of sampling laid out like the Batch: the last
+    sampled token was never fed back, so its column (and any beyond) is -1."""
+    if routes[0] is None:
+        return None
+    routing = torch.cat(routes, dim=1).to(torch.int16)
+    missing = routing.new_full((routing.shape[0], columns - routing.shape[1], *routing.shape[2:]), -1)
+    return torch.cat([routing, missing], dim=1)

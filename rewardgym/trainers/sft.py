@@ -17,6 +17,7 @@ import torch
 import rewardgym
 
 from .models import DecoderLM, Tokenizer
+from .models.moe import aux_loss, balance_experts
 from .rollout import Batch, completion_logprobs, pack
 
 Pair = tuple[str, str]
@@ -102,9 +103,10 @@ def run_sft(model: DecoderLM, tokenizer: Tokenizer, pairs: list[Pair], *, steps:
         cursor += batch_size
         loss = sft_loss(model, sft_batch(tokenizer, chunk))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + aux_loss(model)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        balance_experts(model)
         schedule.step()
         losses.append(loss.item())
         if log is not None:

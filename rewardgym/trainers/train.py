@@ -41,6 +41,7 @@ from .config import SFTConfig, TrainConfig, to_dict
 from .distributed import SINGLE, DataParallel, check_world, group_generators, launch, shutdown
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
 from .models.fp8 import full_precision, to_fp8
+from .models.moe import aux_loss, balance_experts, mean_stats
 from .models.tokenizer import fixed_phrases
 from .reporting import Progress, add_scalars, close_writer, tensorboard_writer
 from .rollout import Rollout, completion_logprobs, sample
@@ -114,7 +115,7 @@ def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[D
         policy = DecoderLM(ModelConfig(
             vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
             num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **cfg.moe_options()))
     log(f"policy: {policy.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}")
     if cfg.steps > 0:
         every = max(1, cfg.steps // 10)
@@ -145,7 +146,8 @@ def training_old_logprobs(cfg: TrainConfig, policy: DecoderLM, rollout: Rollout,
     if cfg.fp8 != "rollout":
         return rollout.logprobs, None, {}
     with torch.no_grad(), full_precision(policy):
-        train_logp, _ = completion_logprobs(policy, rollout.batch, temperature=cfg.temperature)
+        train_logp, _ = completion_logprobs(policy, rollout.batch, temperature=cfg.temperature,
+                                            routing=rollout.routing if cfg.routing_replay else None)
     real = rollout.batch.completion_mask.bool()
     gap = (train_logp - rollout.logprobs)[real].abs()
     weights = grpo.tis_weights(train_logp, rollout.logprobs, cfg.tis_cap) if cfg.tis_cap else None
@@ -162,7 +164,9 @@ def training_old_logprobs(cfg: TrainConfig, policy: DecoderLM, rollout: Rollout,
 def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None, optimizer: torch.optim.Optimizer,
                 rollout: Rollout, advantages: torch.Tensor, keep: torch.Tensor, generator: torch.Generator, *,
                 owned: range | None = None, dp: DataParallel = SINGLE) -> dict[str, float]:
-    """mu passes of minibatch optimizer steps over the kept rollouts; returns averaged statistics.
+    """mu passes of minibatch optimizer steps over the kept rollouts; returns averaged statistics
+    (with the expert load of a Mixture-of-Experts policy, whose routing is replayed when
+    ``cfg.routing_replay``).
 
     ``advantages`` and ``keep`` cover the global batch, of which this rank's ``rollout`` holds the
     rows ``owned`` (all of them in one process). Minibatches are drawn over the global kept rows;
@@ -175,21 +179,24 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     old_logp, tis_weight, gap_stats = training_old_logprobs(cfg, policy, rollout, dp)
     size = cfg.minibatch_size or len(rows)
     totals = torch.zeros(4, dtype=torch.float64)  # loss, kl, clip_fraction, entropy: this rank's weighted parts
-    grad_norm, steps = 0.0, 0
+    grad_norm, steps, moe_stats = 0.0, 0, []
+    replay = rollout.routing if cfg.routing_replay else None
     policy.train()
     for chosen in grpo.minibatches(len(rows), size, cfg.mu, generator):
         index = rows[chosen]
         mine = index[(index >= owned.start) & (index < owned.stop)]
         local = mine - owned.start
         batch = rollout.batch.select(local)
-        tokens = batch.completion_mask.sum()
+        tokens, sequences = batch.completion_mask.sum(), torch.tensor(float(len(local)))
         # token_mean divides by the minibatch's tokens, the other aggregations by its sequences
-        weight = tokens if cfg.aggregation == "token_mean" else torch.tensor(float(len(local)))
-        weight_share, token_share = torch.stack([weight, tokens]) / dp.sum(torch.stack([weight, tokens]))
+        weight = tokens if cfg.aggregation == "token_mean" else sequences
+        parts = torch.stack([weight, tokens, sequences])
+        weight_share, token_share, sequence_share = parts / dp.sum(parts)
         optimizer.zero_grad(set_to_none=True)
         if len(local):
             with full_precision(policy) if cfg.fp8 == "rollout" else contextlib.nullcontext():
-                logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True)
+                logp, entropy = completion_logprobs(policy, batch, temperature=cfg.temperature, with_entropy=True,
+                                                    routing=None if replay is None else replay[local])
             ref_logp = None
             if reference is not None:
                 with torch.no_grad():
@@ -199,7 +206,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
                 eps_high=cfg.eps_high, ratio_level=cfg.ratio_level, aggregation=cfg.aggregation,
                 max_length=cfg.max_new_tokens, ref_logp=ref_logp, beta=cfg.beta,
                 tis_weight=None if tis_weight is None else tis_weight[local])
-            loss = loss * weight_share
+            loss = loss * weight_share + aux_loss(policy) * sequence_share  # the balance loss is a sequence mean
             loss.backward()
             share = float(token_share)  # kl, clip fraction and entropy are token means
             mean_entropy = float(grpo.aggregate(entropy, batch.completion_mask, "token_mean"))
@@ -208,10 +215,11 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
         dp.sum_gradients(policy.parameters())
         grad_norm += float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
         optimizer.step()
+        moe_stats.append(balance_experts(policy, reduce=dp.sum))
         steps += 1
     loss, kl, clip_fraction, entropy = (dp.sum(totals) / steps).tolist()
     return {"loss": loss, "kl": kl, "clip_fraction": clip_fraction, "entropy": entropy, "grad_norm": grad_norm / steps,
-            "optimizer_steps": steps, **gap_stats}
+            "optimizer_steps": steps, **gap_stats, **mean_stats(moe_stats)}
 
 
 def grpo_step(cfg: TrainConfig, step: int, envs: Any, policy: DecoderLM, tokenizer: Tokenizer,

@@ -28,8 +28,12 @@ def make_linear(in_features: int, out_features: int, *, bias: bool, config: Mode
     return nn.Linear(in_features, out_features, bias=bias)
 
 
-def make_mlp(config: ModelConfig) -> nn.Module:
+def make_mlp(config: ModelConfig, layer: int) -> nn.Module:
     """Every block's feed-forward is built here (the Mixture-of-Experts seam)."""
+    if config.is_moe_layer(layer):
+        from .moe import MoE  # moe.py builds its experts from SwiGLU below
+
+        return MoE(config)
     return SwiGLU(config)
 
 
@@ -47,9 +51,9 @@ class RMSNorm(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, intermediate_size: int | None = None):
         super().__init__()
-        h, i = config.hidden_size, config.intermediate_size
+        h, i = config.hidden_size, intermediate_size or config.intermediate_size
         self.gate_proj = make_linear(h, i, bias=False, config=config)
         self.up_proj = make_linear(h, i, bias=False, config=config)
         self.down_proj = make_linear(i, h, bias=False, config=config)
@@ -78,8 +82,11 @@ class KVCache:
 
     def __init__(self, config: ModelConfig, batch: int, capacity: int, *, dtype: torch.dtype, device: torch.device):
         shape = (batch, config.num_key_value_heads, capacity, config.head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        key_shape, value_shape = shape, shape
+        if config.mla:  # latent attention caches its latent and its shared rotary key (mla.py)
+            key_shape, value_shape = (batch, 1, capacity, config.kv_lora_rank), (batch, 1, capacity, config.head_dim)
+        self.keys = [torch.zeros(key_shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(value_shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
         self.length = 0  # tokens stored (the same for every layer once a forward pass ends)
         self.capacity = capacity
 
@@ -128,13 +135,20 @@ class Block(nn.Module):
     def __init__(self, config: ModelConfig, layer: int):
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = Attention(config, layer)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = make_mlp(config)
+        if config.mla:
+            from .mla import LatentAttention  # mla.py builds on this module's layers
 
-    def forward(self, x, rope, mask, cache):
+            self.self_attn = LatentAttention(config, layer)
+        else:
+            self.self_attn = Attention(config, layer)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.sparse = config.is_moe_layer(layer)
+        self.mlp = make_mlp(config, layer)
+
+    def forward(self, x, rope, mask, cache, keep=None, replay=None):
         x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        h = self.post_attention_layernorm(x)
+        return x + (self.mlp(h, keep, replay) if self.sparse else self.mlp(h))
 
 
 class Backbone(nn.Module):
@@ -149,7 +163,9 @@ class DecoderLM(nn.Module):
     """Causal language model. ``forward(input_ids, attention_mask, cache) -> logits [B, T, V]``.
 
     With a cache, ``attention_mask`` covers every token so far (cached plus new), as in
-    Hugging Face; positions are the running count of real tokens.
+    Hugging Face; positions are the running count of real tokens. A Mixture-of-Experts model takes
+    ``routing`` [B, T, MoE layers, k], experts to replay (see ``moe.py``), and reports the experts
+    it used through ``last_routing()``.
     """
 
     def __init__(self, config: ModelConfig):
@@ -173,7 +189,7 @@ class DecoderLM(nn.Module):
         return KVCache(self.config, batch, capacity, dtype=p.dtype, device=p.device)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> torch.Tensor:
+                cache: KVCache | None = None, *, routing: torch.Tensor | None = None) -> torch.Tensor:
         b, t = input_ids.shape
         past = cache.length if cache is not None else 0
         if attention_mask is None:
@@ -189,12 +205,26 @@ class DecoderLM(nn.Module):
         mask = mask | (steps[past:, None] == steps[None, :])[None]
         mask = mask[:, None]
         rope = rope_tables(self.config, positions)
+        replays = iter(self._check_routing(routing, b, t).unbind(2)) if routing is not None else None
         x = self.model.embed_tokens(input_ids)
         for block in self.model.layers:
-            x = block(x, rope, mask, cache)
+            replay = next(replays) if replays is not None and block.sparse else None
+            x = block(x, rope, mask, cache, keep[:, past:], replay)
         if cache is not None:
             cache.length += t
         return self.lm_head(self.model.norm(x))
+
+    def _check_routing(self, routing: torch.Tensor, b: int, t: int) -> torch.Tensor:
+        expected = (b, t, sum(block.sparse for block in self.model.layers), self.config.num_experts_per_tok)
+        if tuple(routing.shape) != expected:
+            raise ValueError(f"routing has shape {tuple(routing.shape)}, expected {expected} "
+                             "(batch, tokens, MoE layers, experts per token)")
+        return routing.to(self.lm_head.weight.device)  # rollouts may keep it elsewhere
+
+    def last_routing(self) -> torch.Tensor | None:
+        """Experts each token went to in the last forward pass, [B, T, MoE layers, k]; None if dense."""
+        used = [block.mlp.last_indices for block in self.model.layers if block.sparse]
+        return torch.stack(used, dim=2) if used else None
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())

@@ -1,9 +1,10 @@
 """Save and load models in Hugging Face layout: ``config.json``, ``model.safetensors`` (or shards
 with ``model.safetensors.index.json``) and ``tokenizer.json``.
 
-Reads Llama, Qwen2 and Qwen3 checkpoints as ``transformers`` writes them; writes ours as one of
-those, so the same directory opens in ``transformers``. Writing goes through a temporary
-directory that is renamed into place, so a crash never leaves half a checkpoint.
+Reads Llama, Qwen2, Qwen3, Qwen3-MoE and DeepSeek-V3 checkpoints as ``transformers`` writes them
+(experts one by one or fused); writes ours as one of those, so the same directory opens in
+``transformers``. Writing goes through a temporary directory that is renamed into place, so a
+crash never leaves half a checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
 from .decoder import DecoderLM
+from .moe import unfuse_experts
 from .tokenizer import Tokenizer
 
 WEIGHTS = "model.safetensors"
@@ -86,9 +88,14 @@ def load_pretrained(directory: str | Path, *, dtype: torch.dtype = torch.float32
     state = load_state(directory)
     if config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
-    state = {k: v for k, v in state.items() if not k.endswith("rotary_emb.inv_freq")}
+    # DeepSeek-V3 stores its multi-token-prediction module as layers past num_hidden_layers: unused here
+    extra_layers = tuple(f"model.layers.{i}." for i in range(config.num_hidden_layers, config.num_hidden_layers + 8))
+    state = unfuse_experts({k: v for k, v in state.items()
+                            if not k.endswith("rotary_emb.inv_freq") and not k.startswith(extra_layers)})
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    # a balancing bias absent from the checkpoint (Qwen3-MoE has none) starts at zero
+    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")
+               and not k.endswith("gate.e_score_correction_bias")]
     if missing or unexpected:
         raise ValueError(f"{directory}: weights do not match config.json: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}")
