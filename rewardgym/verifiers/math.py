@@ -28,7 +28,7 @@ for an empty answer or one over ``MAX_ANSWER_CHARS``; ``runtime_error`` when the
 
 from __future__ import annotations
 
-import logging
+import importlib
 import os
 import re
 import threading
@@ -53,10 +53,9 @@ WORKER_MEMORY = 2 * 1024**3
 
 # -- what runs inside a worker -------------------------------------------------------------
 def _warm_up() -> None:
-    """Worker initializer: silence math-verify's 'timeout disabled' warning (the pool is the
-    timeout) and build its parsers, so a fresh worker's first check is not slower than others."""
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    judge("\\frac{1}{2}", "0.5")
+    """Worker initializer: a worker forked from the fork server has the warm module already (a
+    no-op here); one started any other way imports it now, before it counts as ready."""
+    importlib.import_module(_WARM_MODULE)
 
 
 #: LaTeX spaces between digit groups (``1\\,000``), which math-verify reads as a product.
