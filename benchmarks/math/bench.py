@@ -86,6 +86,17 @@ def run_plain(items: list[tuple[str, str]]) -> tuple[float, float, list[bool]]:
     return time.perf_counter() - start, time.process_time() - cpu, verdicts
 
 
+def run_plain_fresh(items: list[tuple[str, str]]) -> tuple[float, float, list[bool]]:
+    """run_plain in a new process forked from the fork server our math workers come from: the
+    same imports and warm-up, none of this benchmark's answers seen before (this process has
+    seen them all by its second round)."""
+    with WorkerPool(1, import_main=True) as pool:  # run_plain lives in this script
+        result = pool.call(run_plain, items, timeout=HANG_CAP * len(items))
+    if not result.ok:
+        raise RuntimeError(f"plain math-verify in a fresh process: {result.error}")
+    return result.value
+
+
 def run_ours(items: list[tuple[str, str]], workers: int) -> tuple[float, float, float, list[bool]]:
     """Wall and CPU seconds (this process and the workers) of our verifier, start-up, verdicts."""
     with make_math_pool(workers) as pool:
@@ -155,37 +166,44 @@ def main() -> None:
     hostile(args.limit)
 
 
+#: The two plain baselines: in this long-lived process, and in a fresh one per round.
+PLAIN, PLAIN_FRESH = "plain", "plain, fresh process"
+
+
 def throughput(items: list[tuple[str, str]], worker_counts: list[int], rounds: int) -> None:
     # Rounds rotate the order of the variants, so a change in the machine's load mid-run does not
     # favour one of them; each figure is the median over the rounds. CPU seconds (this process
     # plus the workers) measure the cost per core even when other jobs compete for the cores.
-    variants = [0, *worker_counts]  # 0 stands for plain math-verify
-    wall: dict[int, list[float]] = {v: [] for v in variants}
-    cpu: dict[int, list[float]] = {v: [] for v in variants}
-    startups: dict[int, list[float]] = {v: [] for v in variants}
-    verdicts: dict[int, list[bool]] = {}
+    variants: list[str | int] = [PLAIN, PLAIN_FRESH, *worker_counts]
+    wall: dict[str | int, list[float]] = {v: [] for v in variants}
+    cpu: dict[str | int, list[float]] = {v: [] for v in variants}
+    startups: dict[str | int, list[float]] = {v: [] for v in variants}
+    verdicts: dict[str | int, list[bool]] = {}
     for r in range(rounds):
         for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
-            if variant == 0:
-                seconds, cpu_s, verdicts[0] = run_plain(items)
+            if variant == PLAIN:
+                seconds, cpu_s, verdicts[variant] = run_plain(items)
+            elif variant == PLAIN_FRESH:
+                seconds, cpu_s, verdicts[variant] = run_plain_fresh(items)
             else:
                 seconds, cpu_s, startup, verdicts[variant] = run_ours(items, variant)
                 startups[variant].append(startup)
             wall[variant].append(seconds)
             cpu[variant].append(cpu_s)
     n = len(items)
-    plain_wall, plain_cpu = statistics.median(wall[0]), statistics.median(cpu[0])
-    print(f"{rounds} rounds; figures are medians")
+    plain_wall, plain_cpu = statistics.median(wall[PLAIN]), statistics.median(cpu[PLAIN])
+    print(f"{rounds} rounds; figures are medians; ratios are to plain math-verify in this process")
     print("| verifier | workers | verdicts/s | ratio to plain | verdicts per CPU-second | ratio to plain "
           "| start-up (s) | agrees with plain |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| plain math-verify (in-process) | 1 | {n / plain_wall:.0f} | 1.00 | {n / plain_cpu:.0f} | 1.00 | - | - |")
-    for workers in worker_counts:
-        ours_wall, ours_cpu = statistics.median(wall[workers]), statistics.median(cpu[workers])
-        agree = sum(a == b for a, b in zip(verdicts[workers], verdicts[0]))
-        print(f"| rewardgym MathVerifier | {workers} | {n / ours_wall:.0f} | {plain_wall / ours_wall:.2f} "
-              f"| {n / ours_cpu:.0f} | {plain_cpu / ours_cpu:.2f} | {statistics.median(startups[workers]):.2f} "
-              f"| {agree}/{n} |")
+    for variant in variants:
+        name = {PLAIN: "plain math-verify (in-process)", PLAIN_FRESH: "plain math-verify (fresh process)"}.get(
+            variant, "rewardgym MathVerifier")
+        v_wall, v_cpu = statistics.median(wall[variant]), statistics.median(cpu[variant])
+        startup = f"{statistics.median(startups[variant]):.2f}" if startups[variant] else "-"
+        agree = sum(a == b for a, b in zip(verdicts[variant], verdicts[PLAIN]))
+        print(f"| {name} | {variant if isinstance(variant, int) else 1} | {n / v_wall:.0f} "
+              f"| {plain_wall / v_wall:.2f} | {n / v_cpu:.0f} | {plain_cpu / v_cpu:.2f} | {startup} | {agree}/{n} |")
     for workers in worker_counts:
         if workers > 1:
             print(f"\nControl: a pure-Python CPU loop ran {machine_scaling(workers):.2f}x faster on {workers} "

@@ -81,13 +81,15 @@ _parse_gold = lru_cache(maxsize=4096)(_parse)
 
 
 def judge(gold: str, answer: str) -> tuple[bool, str | None]:
-    """(equal, normalised answer) for one pair; runs in a worker, may be slow on hostile input."""
+    """(equal, normalised answer) for one pair; runs in a worker, may be slow on hostile input.
+    Answers that are the gold's text (up to spacing) are equal without asking math-verify, and
+    one that is the gold's exact text reuses the gold's parse: parsing is deterministic."""
     from math_verify import verify
-    target, expected = _parse(answer), _parse_gold(gold)
+    expected = _parse_gold(gold)
+    target = expected if answer == gold else _parse(answer)
     normal = next((x for x in reversed(target) if isinstance(x, str)), None)
-    equal = bool(target and expected and verify(expected, target, timeout_seconds=None))
-    if not equal:
-        equal = " ".join(gold.split()) == " ".join(answer.split())
+    equal = " ".join(gold.split()) == " ".join(answer.split()) or bool(
+        target and expected and verify(expected, target, timeout_seconds=None))
     return equal, normal
 
 
