@@ -2,10 +2,13 @@
 
 Pairs: for each MATH-500 record, its gold answer written as a model would (a line of
 rationale, then ``\\boxed{gold}``) and, as a wrong answer, the next record's gold. Plain
-math-verify is ``verify(parse(gold), parse(completion))`` in this process with its default
-(signal-based) timeouts; ours is ``MathVerifier.verify_batch`` on a pool of N workers, with a
-fresh cache. A second, small set of hostile answers (power towers) measures the slowest call;
-plain math-verify runs each in a child process so a hang cannot stop the benchmark.
+math-verify is ``verify(parse(gold), parse(completion))`` with its default (signal-based)
+timeouts, run twice over: in this process (which from its second round on has seen every
+answer before), and in a fresh interpreter per round that ran the answer forms our workers
+warm up on through plain math-verify (and has not seen the benchmark's answers). Ours is
+``MathVerifier.verify_batch`` on a fresh pool of N workers, with a fresh cache. A second,
+small set of hostile answers (power towers) measures the slowest call; plain math-verify runs
+each in a child process so a hang cannot stop the benchmark.
 
     python benchmarks/math/bench.py --data ../shared/data/math500_test.jsonl --workers 1 2
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 from rewardgym.core.types import Task
 from rewardgym.core.workers import WorkerPool
 from rewardgym.verifiers.math import MathVerifier, make_math_pool
+from rewardgym.verifiers.math_warm import WARM_UP_PAIRS
 
 HOSTILE = ["\\boxed{9^{9^{9}}}", "\\boxed{9^{9^{9^{9}}}}", "\\boxed{10^{10^{10}}}", "\\boxed{2^{2^{2^{2^{2^{2}}}}}}",
            "\\boxed{(10^{10^{7}})!}"]
@@ -86,11 +90,20 @@ def run_plain(items: list[tuple[str, str]]) -> tuple[float, float, list[bool]]:
     return time.perf_counter() - start, time.process_time() - cpu, verdicts
 
 
+def _plain_warm_up() -> None:
+    """A fresh plain process's start: math-verify imported, then the answer forms our fork
+    server warms up on, through plain math-verify (none of our parsing changes)."""
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    for gold, answer in WARM_UP_PAIRS:
+        plain(gold, f"$\\boxed{{{answer}}}$")
+
+
 def run_plain_fresh(items: list[tuple[str, str]]) -> tuple[float, float, list[bool]]:
-    """run_plain in a new process forked from the fork server our math workers come from: the
-    same imports and warm-up, none of this benchmark's answers seen before (this process has
-    seen them all by its second round)."""
-    with WorkerPool(1, import_main=True) as pool:  # run_plain lives in this script
+    """run_plain in a new interpreter warmed like our workers' fork server, on the same answer
+    forms, but that has not seen this benchmark's answers (this process has, from its second
+    round on)."""
+    with WorkerPool(1, initializer=_plain_warm_up, start_method="spawn", import_main=True) as pool:
+        pool.start()  # the warm-up is not timed
         result = pool.call(run_plain, items, timeout=HANG_CAP * len(items))
     if not result.ok:
         raise RuntimeError(f"plain math-verify in a fresh process: {result.error}")

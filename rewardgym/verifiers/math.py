@@ -18,7 +18,9 @@ interrupt one long C call inside sympy (``\\boxed{9^{9^{9}}}`` does not finish i
 check runs in a killable worker pool (``rewardgym.core.workers``) with math-verify's timeouts
 switched off: a check past ``time_limit`` has its worker killed and gives ``reason="timeout"``.
 Verdicts for repeated (gold, answer) pairs come from a bounded LRU cache (timeouts included,
-so a hostile answer costs one kill, not one per sample, and repeats agree).
+so a hostile answer costs one kill, not one per sample, and repeats agree). Workers fork warm
+from a fork server that ran one check of each common answer form (``math_warm``), and parse
+LaTeX in two stages (``math_sll``: same results, sooner).
 
 Reasons: ``ok``, ``wrong_answer``, ``no_answer``, ``ambiguous``, ``timeout``; ``format_error``
 for an empty answer or one over ``MAX_ANSWER_CHARS``; ``runtime_error`` when the worker died
@@ -53,9 +55,10 @@ WORKER_MEMORY = 2 * 1024**3
 
 # -- what runs inside a worker -------------------------------------------------------------
 def _warm_up() -> None:
-    """Worker initializer: a worker forked from the fork server has the warm module already (a
-    no-op here); one started any other way imports it now, before it counts as ready."""
-    importlib.import_module(_WARM_MODULE)
+    """Worker initializer: a worker forked from the fork server has imported the preload module
+    there, warm (a no-op here); one started any other way imports it now, before it counts as
+    ready."""
+    importlib.import_module(_PRELOAD_MODULE)
 
 
 #: LaTeX spaces between digit groups (``1\\,000``), which math-verify reads as a product.
@@ -98,15 +101,15 @@ _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
-_WARM_MODULE = f"{__package__}.math_warm"
+_PRELOAD_MODULE = f"{__package__}.math_preload"
 # Requested at import, so that a fork server started by any pool (say, a vector env's) forks warm
 # math workers too.
-request_preload([_WARM_MODULE])
+request_preload([_PRELOAD_MODULE])
 
 
 def make_math_pool(num_workers: int | None = None) -> WorkerPool:
     """A new pool set up for math checks (math-verify preloaded, memory-limited workers)."""
-    return WorkerPool(num_workers, initializer=_warm_up, preload=[_WARM_MODULE], memory_limit=WORKER_MEMORY)
+    return WorkerPool(num_workers, initializer=_warm_up, preload=[_PRELOAD_MODULE], memory_limit=WORKER_MEMORY)
 
 
 def math_pool() -> WorkerPool:

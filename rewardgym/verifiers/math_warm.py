@@ -1,18 +1,15 @@
-"""Warms a process for math checks; imported by the math pool's fork server (its ``preload``),
-and by a worker's initializer where there is no fork server (its import is then the warm-up).
+"""What warms a process for math checks; run by the math pool's fork server on start-up (see
+``math_preload``), before it forks any worker.
 
 Why: math-verify's first checks of each kind of answer are slow. LaTeX goes through an ANTLR
 parser that builds its prediction tables lazily, input shape by input shape, and sympy imports
 whole subpackages (units, combinatorics, set handlers) the first time a path needs them. A
 fresh worker that pays this on its first few hundred checks ran about 0.8x as fast as a
-long-lived process. So one check of each common answer form below runs here, once, before any
-worker is forked: every worker, replacements for killed ones included, starts warm, and the
-cost never falls on a caller. The pairs mix equal and unequal answers, so both outcomes of
-the comparison are exercised. A verdict does not depend on this warmth (the parse tables are
-a cache of the same grammar), only its speed.
-
-A failure here must not take the fork server down, so it is ignored: workers then warm up as
-they go.
+long-lived process. So one check of each common answer form below runs once, in the fork
+server: every worker, replacements for killed ones included, starts warm, and the cost never
+falls on a caller. The pairs mix equal and unequal answers, so both outcomes of the
+comparison are exercised. A verdict does not depend on this warmth (the parse tables are a
+cache of the same grammar), only its speed.
 """
 
 import contextlib
@@ -20,6 +17,7 @@ import gc
 import logging
 
 from .math import judge
+from .math_sll import install as install_two_stage_parsing
 
 #: (gold, answer) pairs covering the answer forms of MATH-style datasets.
 WARM_UP_PAIRS = [
@@ -44,10 +42,17 @@ WARM_UP_PAIRS = [
     ("10\\%", "0.1"), ("5 \\text{ cm}", "\\$5"), ("\\text{east}", "\\text{(E)}"), ("\\text{(C)}", "C"),
 ]
 
-logging.getLogger("math_verify").setLevel(logging.ERROR)  # its 'timeout disabled' warning: the pool is the timeout
-for _gold, _answer in WARM_UP_PAIRS:
-    with contextlib.suppress(Exception):
-        judge(_gold, _answer)
-# Everything built so far lives as long as the process: keep the collector off it, so forked
-# workers neither rescan it nor copy its pages by writing collector marks into them.
-gc.freeze()
+
+
+def warm_up() -> None:
+    """Two-stage parsing on, math-verify's 'timeout disabled' warning off (the pool is the
+    timeout), one check per pair; failures are ignored, as they must not take the fork server
+    down (workers would then warm up as they go). Last, everything built so far is moved out of
+    the garbage collector's sight: it lives as long as the process, and forked workers then
+    neither rescan it nor copy its pages by writing collector marks into them."""
+    install_two_stage_parsing()
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    for gold, answer in WARM_UP_PAIRS:
+        with contextlib.suppress(Exception):
+            judge(gold, answer)
+    gc.freeze()
