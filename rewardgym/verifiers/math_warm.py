@@ -43,7 +43,6 @@ WARM_UP_PAIRS = [
 ]
 
 
-
 def warm_up() -> None:
     """Two-stage parsing on, math-verify's 'timeout disabled' warning off (the pool is the
     timeout), one check per pair; failures are ignored, as they must not take the fork server
