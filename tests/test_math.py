@@ -21,7 +21,9 @@ from rewardgym.core import DataRequired, Task
 from rewardgym.core.data import DataError, load_records
 from rewardgym.envs.math import MathEnv, ProceduralMathEnv, gold_answer
 from rewardgym.envs.math_skills import LEVELS, SKILLS
-from rewardgym.verifiers.math import MathVerifier, math_pool
+from rewardgym.verifiers.math import MathVerifier, judge, math_pool
+from rewardgym.verifiers.math_sll import install as install_two_stage_parsing
+from rewardgym.verifiers.math_warm import WARM_UP_PAIRS
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -124,6 +126,45 @@ def test_parsed_is_the_normalised_answer(verifier):
     assert verdict.parsed == "\\frac{1}{2}" and verdict.details == {}
     assert verifier.verify("\\boxed{\\dfrac{3}{4}}", task("0.75")).parsed == "\\frac{3}{4}"
     assert verifier.verify("<answer>19</answer>", task("18")).parsed == "19"
+
+
+@pytest.mark.parametrize("gold,written,expected", [
+    ("0.5", "0.5", (True, "\\frac{1}{2}")), ("\\dfrac{3}{4}", " \\dfrac{3}{4} ", (True, "\\frac{3}{4}")),
+    ("x \\in [-2,7]", "x \\in  [-2,7]", (True, "x \\in  [-2,7]")), ("0.5", "\\frac12", (True, "\\frac{1}{2}")),
+    ("0.5", "0.6", (False, "0.6")),
+])
+def test_judge_on_the_golds_own_text_gives_the_full_checks_verdict(gold, written, expected):
+    # the gold's exact text reuses the gold's parse and skips math-verify; with other spacing the
+    # answer is still parsed (its own normal form) but not compared
+    assert math_pool().call(judge, gold, written, timeout=30).value == expected
+
+
+def test_every_warm_up_pair_checks_cleanly():
+    """The fork server runs these before it forks any worker, ignoring failures: a pair that
+    raised would silently warm nothing, one that hung would stall every pool's start-up."""
+    results = math_pool().map(judge, WARM_UP_PAIRS, star=True, timeout=30)
+    assert [r.status for r in results] == ["ok"] * len(WARM_UP_PAIRS)
+
+
+def test_two_stage_parsing_gives_latex2sympys_own_results():
+    """Workers parse SLL first and rerun latex2sympy's LL parse on any syntax error; every
+    outcome must be what the LL parse alone gives (here, in this process, before and after)."""
+    from latex2sympy2_extended.latex2sympy2 import latex2sympy
+    from sympy import srepr
+
+    def outcome(latex: str) -> str:
+        try:
+            return srepr(latex2sympy(latex))
+        except Exception as exc:  # noqa: BLE001 - a failure is an outcome too
+            return f"error: {type(exc).__name__}"
+
+    texts = ["x^3+3x-6", "8n^2 + 4n + 1", "\\left[ \\frac{\\pi^2}{8}, \\frac{5 \\pi^2}{4} \\right]",  # SLL rejects these
+             "\\frac{1}{2}", "(3, \\frac{\\pi}{2})", "\\{1\\pm\\sqrt{5},-2\\}", "x \\in [-2,7]", "1,000",
+             "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\text{east}", "\\frac{1}{", "2 +* 3", "\\sqrt[3]{8}"]
+    before = [outcome(text) for text in texts]
+    assert install_two_stage_parsing() and not install_two_stage_parsing()  # installed once, here
+    assert [outcome(text) for text in texts] == before
+    assert not before[0].startswith("error") and before[-3].startswith("error")  # both paths covered
 
 
 # -- hostile input: every call returns within its limit and the pool keeps serving --------------

@@ -2,10 +2,13 @@
 
 Pairs: for each MATH-500 record, its gold answer written as a model would (a line of
 rationale, then ``\\boxed{gold}``) and, as a wrong answer, the next record's gold. Plain
-math-verify is ``verify(parse(gold), parse(completion))`` in this process with its default
-(signal-based) timeouts; ours is ``MathVerifier.verify_batch`` on a pool of N workers, with a
-fresh cache. A second, small set of hostile answers (power towers) measures the slowest call;
-plain math-verify runs each in a child process so a hang cannot stop the benchmark.
+math-verify is ``verify(parse(gold), parse(completion))`` with its default (signal-based)
+timeouts, run twice over: in this process (which from its second round on has seen every
+answer before), and in a fresh interpreter per round that ran the answer forms our workers
+warm up on through plain math-verify (and has not seen the benchmark's answers). Ours is
+``MathVerifier.verify_batch`` on a fresh pool of N workers, with a fresh cache. A second,
+small set of hostile answers (power towers) measures the slowest call; plain math-verify runs
+each in a child process so a hang cannot stop the benchmark.
 
     python benchmarks/math/bench.py --data ../shared/data/math500_test.jsonl --workers 1 2
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 from rewardgym.core.types import Task
 from rewardgym.core.workers import WorkerPool
 from rewardgym.verifiers.math import MathVerifier, make_math_pool
+from rewardgym.verifiers.math_warm import WARM_UP_PAIRS
 
 HOSTILE = ["\\boxed{9^{9^{9}}}", "\\boxed{9^{9^{9^{9}}}}", "\\boxed{10^{10^{10}}}", "\\boxed{2^{2^{2^{2^{2^{2}}}}}}",
            "\\boxed{(10^{10^{7}})!}"]
@@ -84,6 +88,26 @@ def run_plain(items: list[tuple[str, str]]) -> tuple[float, float, list[bool]]:
     start, cpu = time.perf_counter(), time.process_time()
     verdicts = [plain(g, c) for g, c in items]
     return time.perf_counter() - start, time.process_time() - cpu, verdicts
+
+
+def _plain_warm_up() -> None:
+    """A fresh plain process's start: math-verify imported, then the answer forms our fork
+    server warms up on, through plain math-verify (none of our parsing changes)."""
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    for gold, answer in WARM_UP_PAIRS:
+        plain(gold, f"$\\boxed{{{answer}}}$")
+
+
+def run_plain_fresh(items: list[tuple[str, str]]) -> tuple[float, float, list[bool]]:
+    """run_plain in a new interpreter warmed like our workers' fork server, on the same answer
+    forms, but that has not seen this benchmark's answers (this process has, from its second
+    round on)."""
+    with WorkerPool(1, initializer=_plain_warm_up, start_method="spawn", import_main=True) as pool:
+        pool.start()  # the warm-up is not timed
+        result = pool.call(run_plain, items, timeout=HANG_CAP * len(items))
+    if not result.ok:
+        raise RuntimeError(f"plain math-verify in a fresh process: {result.error}")
+    return result.value
 
 
 def run_ours(items: list[tuple[str, str]], workers: int) -> tuple[float, float, float, list[bool]]:
@@ -155,37 +179,44 @@ def main() -> None:
     hostile(args.limit)
 
 
+#: The two plain baselines: in this long-lived process, and in a fresh one per round.
+PLAIN, PLAIN_FRESH = "plain", "plain, fresh process"
+
+
 def throughput(items: list[tuple[str, str]], worker_counts: list[int], rounds: int) -> None:
     # Rounds rotate the order of the variants, so a change in the machine's load mid-run does not
     # favour one of them; each figure is the median over the rounds. CPU seconds (this process
     # plus the workers) measure the cost per core even when other jobs compete for the cores.
-    variants = [0, *worker_counts]  # 0 stands for plain math-verify
-    wall: dict[int, list[float]] = {v: [] for v in variants}
-    cpu: dict[int, list[float]] = {v: [] for v in variants}
-    startups: dict[int, list[float]] = {v: [] for v in variants}
-    verdicts: dict[int, list[bool]] = {}
+    variants: list[str | int] = [PLAIN, PLAIN_FRESH, *worker_counts]
+    wall: dict[str | int, list[float]] = {v: [] for v in variants}
+    cpu: dict[str | int, list[float]] = {v: [] for v in variants}
+    startups: dict[str | int, list[float]] = {v: [] for v in variants}
+    verdicts: dict[str | int, list[bool]] = {}
     for r in range(rounds):
         for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
-            if variant == 0:
-                seconds, cpu_s, verdicts[0] = run_plain(items)
+            if variant == PLAIN:
+                seconds, cpu_s, verdicts[variant] = run_plain(items)
+            elif variant == PLAIN_FRESH:
+                seconds, cpu_s, verdicts[variant] = run_plain_fresh(items)
             else:
                 seconds, cpu_s, startup, verdicts[variant] = run_ours(items, variant)
                 startups[variant].append(startup)
             wall[variant].append(seconds)
             cpu[variant].append(cpu_s)
     n = len(items)
-    plain_wall, plain_cpu = statistics.median(wall[0]), statistics.median(cpu[0])
-    print(f"{rounds} rounds; figures are medians")
+    plain_wall, plain_cpu = statistics.median(wall[PLAIN]), statistics.median(cpu[PLAIN])
+    print(f"{rounds} rounds; figures are medians; ratios are to plain math-verify in this process")
     print("| verifier | workers | verdicts/s | ratio to plain | verdicts per CPU-second | ratio to plain "
           "| start-up (s) | agrees with plain |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| plain math-verify (in-process) | 1 | {n / plain_wall:.0f} | 1.00 | {n / plain_cpu:.0f} | 1.00 | - | - |")
-    for workers in worker_counts:
-        ours_wall, ours_cpu = statistics.median(wall[workers]), statistics.median(cpu[workers])
-        agree = sum(a == b for a, b in zip(verdicts[workers], verdicts[0]))
-        print(f"| rewardgym MathVerifier | {workers} | {n / ours_wall:.0f} | {plain_wall / ours_wall:.2f} "
-              f"| {n / ours_cpu:.0f} | {plain_cpu / ours_cpu:.2f} | {statistics.median(startups[workers]):.2f} "
-              f"| {agree}/{n} |")
+    for variant in variants:
+        name = {PLAIN: "plain math-verify (in-process)", PLAIN_FRESH: "plain math-verify (fresh process)"}.get(
+            variant, "rewardgym MathVerifier")
+        v_wall, v_cpu = statistics.median(wall[variant]), statistics.median(cpu[variant])
+        startup = f"{statistics.median(startups[variant]):.2f}" if startups[variant] else "-"
+        agree = sum(a == b for a, b in zip(verdicts[variant], verdicts[PLAIN]))
+        print(f"| {name} | {variant if isinstance(variant, int) else 1} | {n / v_wall:.0f} "
+              f"| {plain_wall / v_wall:.2f} | {n / v_cpu:.0f} | {plain_cpu / v_cpu:.2f} | {startup} | {agree}/{n} |")
     for workers in worker_counts:
         if workers > 1:
             print(f"\nControl: a pure-Python CPU loop ran {machine_scaling(workers):.2f}x faster on {workers} "

@@ -18,7 +18,9 @@ interrupt one long C call inside sympy (``\\boxed{9^{9^{9}}}`` does not finish i
 check runs in a killable worker pool (``rewardgym.core.workers``) with math-verify's timeouts
 switched off: a check past ``time_limit`` has its worker killed and gives ``reason="timeout"``.
 Verdicts for repeated (gold, answer) pairs come from a bounded LRU cache (timeouts included,
-so a hostile answer costs one kill, not one per sample, and repeats agree).
+so a hostile answer costs one kill, not one per sample, and repeats agree). Workers fork warm
+from a fork server that ran one check of each common answer form (``math_warm``), and parse
+LaTeX in two stages (``math_sll``: same results, sooner).
 
 Reasons: ``ok``, ``wrong_answer``, ``no_answer``, ``ambiguous``, ``timeout``; ``format_error``
 for an empty answer or one over ``MAX_ANSWER_CHARS``; ``runtime_error`` when the worker died
@@ -28,7 +30,7 @@ for an empty answer or one over ``MAX_ANSWER_CHARS``; ``runtime_error`` when the
 
 from __future__ import annotations
 
-import logging
+import importlib
 import os
 import re
 import threading
@@ -53,10 +55,10 @@ WORKER_MEMORY = 2 * 1024**3
 
 # -- what runs inside a worker -------------------------------------------------------------
 def _warm_up() -> None:
-    """Worker initializer: silence math-verify's 'timeout disabled' warning (the pool is the
-    timeout) and build its parsers, so a fresh worker's first check is not slower than others."""
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    judge("\\frac{1}{2}", "0.5")
+    """Worker initializer: a worker forked from the fork server has imported the preload module
+    there, warm (a no-op here); one started any other way imports it now, before it counts as
+    ready."""
+    importlib.import_module(_PRELOAD_MODULE)
 
 
 #: LaTeX spaces between digit groups (``1\\,000``), which math-verify reads as a product.
@@ -82,13 +84,15 @@ _parse_gold = lru_cache(maxsize=4096)(_parse)
 
 
 def judge(gold: str, answer: str) -> tuple[bool, str | None]:
-    """(equal, normalised answer) for one pair; runs in a worker, may be slow on hostile input."""
+    """(equal, normalised answer) for one pair; runs in a worker, may be slow on hostile input.
+    Answers that are the gold's text (up to spacing) are equal without asking math-verify, and
+    one that is the gold's exact text reuses the gold's parse: parsing is deterministic."""
     from math_verify import verify
-    target, expected = _parse(answer), _parse_gold(gold)
+    expected = _parse_gold(gold)
+    target = expected if answer == gold else _parse(answer)
     normal = next((x for x in reversed(target) if isinstance(x, str)), None)
-    equal = bool(target and expected and verify(expected, target, timeout_seconds=None))
-    if not equal:
-        equal = " ".join(gold.split()) == " ".join(answer.split())
+    equal = " ".join(gold.split()) == " ".join(answer.split()) or bool(
+        target and expected and verify(expected, target, timeout_seconds=None))
     return equal, normal
 
 
@@ -97,15 +101,15 @@ _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
-_WARM_MODULE = f"{__package__}.math_warm"
+_PRELOAD_MODULE = f"{__package__}.math_preload"
 # Requested at import, so that a fork server started by any pool (say, a vector env's) forks warm
 # math workers too.
-request_preload([_WARM_MODULE])
+request_preload([_PRELOAD_MODULE])
 
 
 def make_math_pool(num_workers: int | None = None) -> WorkerPool:
     """A new pool set up for math checks (math-verify preloaded, memory-limited workers)."""
-    return WorkerPool(num_workers, initializer=_warm_up, preload=[_WARM_MODULE], memory_limit=WORKER_MEMORY)
+    return WorkerPool(num_workers, initializer=_warm_up, preload=[_PRELOAD_MODULE], memory_limit=WORKER_MEMORY)
 
 
 def math_pool() -> WorkerPool:
