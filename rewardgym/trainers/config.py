@@ -88,6 +88,7 @@ class TrainConfig(ModelOptions):
     top_p: float = 1.0
     remote: str | None = None  # URL of a `rewardgym serve` verifier service; null = the local env pool
     routing_replay: bool = True  # MoE: train on the experts chosen while sampling (R3)
+    expert_parallel: bool = False  # MoE under torchrun: each rank holds 1/world of the routed experts
     # GRPO
     lr: float = 1e-4
     mu: int = 1  # optimizer passes over each rollout batch
