@@ -171,8 +171,8 @@ MOE_RUN = ["num_layers=2", "num_experts=4", "moe_intermediate_size=16", "aux_los
 
 
 @pytest.mark.slow
-def test_torchrun_expert_parallel_checkpoint_resumes_in_one_process(tmp_path):
-    full, split = tmp_path / "full", tmp_path / "split"
+def test_torchrun_expert_parallel_checkpoints_resume_across_world_sizes(tmp_path):
+    full, split, joined = tmp_path / "full", tmp_path / "split", tmp_path / "joined"
     assert train_main([f"run_dir={full}", "steps=4", *TINY, *MOE_RUN]) == 0
     split.mkdir()
     shutil.copytree(full / "start", split / "start")  # the same SFT cold start
@@ -183,16 +183,21 @@ def test_torchrun_expert_parallel_checkpoint_resumes_in_one_process(tmp_path):
     for i, moments in alone["optimizer"]["state"].items():
         assert torch.allclose(state["optimizer"]["state"][i]["exp_avg"], moments["exp_avg"], rtol=0, atol=1e-6)
     assert train_main([f"run_dir={split}", "steps=4", *TINY, *MOE_RUN]) == 0  # one process, experts unsharded
+    shutil.copytree(full, joined)
+    shutil.rmtree(joined / "checkpoints" / "step-000004")
+    (joined / "checkpoints" / "latest").write_text("step-000002\n")
+    _torchrun(joined, 4, *MOE_RUN, "expert_parallel=true")  # each rank loads its share of the optimizer state
 
     reference = _load(full)
-    resumed = _load(split)
-    assert all(torch.allclose(resumed[k], reference[k], rtol=0, atol=1e-4) for k in reference)
-    rows = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (full, split)]
-    for mine, theirs in zip(*rows, strict=True):
-        for key in ("reward_mean", "accuracy", "response_length", "groups_kept", "optimizer_steps"):
-            assert mine[key] == theirs[key], key  # the same global batch
-        for key in ("loss", "kl", "grad_norm", "moe_imbalance"):
-            assert mine[key] == pytest.approx(theirs[key], rel=1e-3, abs=1e-6), key
+    for run in (split, joined):
+        resumed = _load(run)
+        assert all(torch.allclose(resumed[k], reference[k], rtol=0, atol=1e-4) for k in reference), run.name
+        rows = [[json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()] for r in (full, run)]
+        for mine, theirs in zip(*rows, strict=True):
+            for key in ("reward_mean", "accuracy", "response_length", "groups_kept", "optimizer_steps"):
+                assert mine[key] == theirs[key], key  # the same global batch
+            for key in ("loss", "kl", "grad_norm", "moe_imbalance"):
+                assert mine[key] == pytest.approx(theirs[key], rel=1e-3, abs=1e-6), key
 
 
 def _load(run):

@@ -86,7 +86,7 @@ def gather_full(policy: nn.Module, optimizer: torch.optim.Optimizer,
         by_name.update(part_states)
     full = type(policy)(policy.config).to(next(policy.parameters()))
     full.load_state_dict(weights)
-    full_optimizer = type(optimizer)(full.parameters(), **optimizer.defaults)
+    full_optimizer = type(optimizer)(full.parameters())  # its settings come with the state dict it loads
     full_optimizer.load_state_dict(state_for(by_name, settings, parameter_names(full)))
     return full, full_optimizer
 
