@@ -47,6 +47,9 @@ def test_optimizer_state_moves_between_parameter_lists_by_name():
 
 
 def test_dense_policy_is_refused():
+    with pytest.raises(ValueError, match="expert_parallel=true needs a Mixture-of-Experts policy: set num_experts"):
+        TrainConfig(expert_parallel=True)
+    assert TrainConfig(expert_parallel=True, num_experts=4).expert_parallel
     dense = DecoderLM(ModelConfig(vocab_size=16, hidden_size=8, num_attention_heads=1, num_key_value_heads=1))
     with pytest.raises(ValueError, match="expert_parallel=true needs a Mixture-of-Experts policy"):
         shard_policy(dense, None, SINGLE)

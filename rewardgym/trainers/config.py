@@ -142,6 +142,8 @@ class TrainConfig(ModelOptions):
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             problems.append(f"GRPO samples: need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+        if self.expert_parallel and self.model is None and not self.num_experts:
+            problems.append("expert_parallel=true needs a Mixture-of-Experts policy: set num_experts (or a MoE model=)")
         if self.overlong_buffer > self.max_new_tokens:
             problems.append(f"overlong_buffer ({self.overlong_buffer}) exceeds max_new_tokens ({self.max_new_tokens})")
         if problems:
