@@ -88,6 +88,7 @@ class TrainConfig(ModelOptions):
     top_p: float = 1.0
     remote: str | None = None  # URL of a `rewardgym serve` verifier service; null = the local env pool
     routing_replay: bool = True  # MoE: train on the experts chosen while sampling (R3)
+    expert_parallel: bool = False  # MoE under torchrun: each rank holds 1/world of the routed experts
     # GRPO
     lr: float = 1e-4
     mu: int = 1  # optimizer passes over each rollout batch
@@ -141,6 +142,8 @@ class TrainConfig(ModelOptions):
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             problems.append(f"GRPO samples: need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+        if self.expert_parallel and self.model is None and not self.num_experts:
+            problems.append("expert_parallel=true needs a Mixture-of-Experts policy: set num_experts (or a MoE model=)")
         if self.overlong_buffer > self.max_new_tokens:
             problems.append(f"overlong_buffer ({self.overlong_buffer}) exceeds max_new_tokens ({self.max_new_tokens})")
         if problems:

@@ -127,12 +127,33 @@ class DataParallel:
             offset += p.numel()
             p.grad = part.clone() if p.grad is None else p.grad.copy_(part)
 
+    def clip_gradients(self, replicated: list[torch.nn.Parameter], sharded: list[torch.nn.Parameter],
+                       max_norm: float) -> float:
+        """Clip every gradient by the norm of the whole model's gradient and return that norm.
+        ``replicated`` gradients are the same on every rank (already summed) and count once;
+        ``sharded`` ones (this rank's experts, empty on every rank without expert parallelism)
+        are disjoint across ranks, so their squared norms are summed over ranks."""
+        if not sharded:
+            return float(torch.nn.utils.clip_grad_norm_(replicated, max_norm))
+        norm = (_squared_norm(replicated) + self.sum(_squared_norm(sharded))).sqrt()
+        scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+        for p in replicated + sharded:
+            if p.grad is not None:
+                p.grad.mul_(scale.to(p.grad.dtype))
+        return float(norm)
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
 
 
 SINGLE = DataParallel()
+
+
+def _squared_norm(parameters: list[torch.nn.Parameter]) -> torch.Tensor:
+    """The squared L2 norm of the parameters' gradients together, in float64."""
+    return sum((torch.linalg.vector_norm(p.grad, dtype=torch.float64) ** 2 for p in parameters if p.grad is not None),
+               torch.zeros((), dtype=torch.float64))
 
 
 def check_world(tasks_per_step: int, curriculum: bool, world_size: int) -> None:

@@ -39,9 +39,11 @@ from . import grpo
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
 from .config import SFTConfig, TrainConfig, to_dict
 from .distributed import SINGLE, DataParallel, check_world, group_generators, launch, shutdown
+from .expert_sharding import gather_full, shard_policy
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
+from .models.expert_parallel import lockstep, sit_out, token_free_pass
 from .models.fp8 import full_precision, to_fp8
-from .models.moe import aux_loss, balance_experts, mean_stats
+from .models.moe import aux_loss, balance_experts, mean_stats, split_parameters
 from .models.tokenizer import fixed_phrases
 from .reporting import Progress, add_scalars, close_writer, tensorboard_writer
 from .rollout import Rollout, completion_logprobs, sample
@@ -70,8 +72,9 @@ def rollout_and_score(envs: Any, seeds: list[int], policy: DecoderLM, tokenizer:
     """Reset every sub-env with its seed, sample one completion per prompt, step to score them."""
     prompts, _ = envs.reset(seed=seeds)
     start = time.perf_counter()
-    rollout = sample(policy, tokenizer, list(prompts), max_new_tokens=max_new_tokens, temperature=temperature,
-                     top_p=top_p, stop=STOP, generator=generator)
+    with lockstep(policy):  # expert parallelism: ranks that stop decoding early keep serving their experts
+        rollout = sample(policy, tokenizer, list(prompts), max_new_tokens=max_new_tokens, temperature=temperature,
+                         top_p=top_p, stop=STOP, generator=generator)
     middle = time.perf_counter()
     _, rewards, _, _, info = envs.step(rollout.texts)
     end = time.perf_counter()
@@ -94,6 +97,8 @@ def evaluate(policy: DecoderLM, tokenizer: Tokenizer, env_id: str, n: int, max_n
         finally:
             envs.close()
         correct = int(scored.correct.sum())
+    else:
+        sit_out(policy)
     return float(dp.sum(torch.tensor(correct, dtype=torch.float64))) / n
 
 
@@ -212,8 +217,11 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
             mean_entropy = float(grpo.aggregate(entropy, batch.completion_mask, "token_mean"))
             totals += torch.tensor([loss.item(), stats.kl * share, stats.clip_fraction * share, mean_entropy * share],
                                    dtype=torch.float64)
-        dp.sum_gradients(policy.parameters())
-        grad_norm += float(torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
+        else:
+            token_free_pass(policy, backward=True)  # expert parallelism: serve the other ranks' tokens
+        replicated, sharded = split_parameters(policy)  # a rank's own experts already hold every rank's gradient
+        dp.sum_gradients(replicated)
+        grad_norm += dp.clip_gradients(replicated, sharded, cfg.grad_clip)
         optimizer.step()
         moe_stats.append(balance_experts(policy, reduce=dp.sum))
         steps += 1
@@ -313,16 +321,20 @@ def _train(cfg: TrainConfig, log: Log, dp: DataParallel) -> dict[str, Any]:
         policy, tokenizer = load_pretrained(start_dir)
     if cfg.fp8 != "none":
         policy = to_fp8(policy)
+    optimizer_state = state["optimizer"] if state is not None else None
+    if cfg.expert_parallel:  # every rank loaded the full model; keep this rank's share of the experts
+        optimizer_state = shard_policy(policy, optimizer_state, dp)
     reference = None
     if cfg.beta > 0:  # the frozen start policy; with beta 0 no copy is kept
         reference = load_pretrained(start_dir, with_tokenizer=False)[0].eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(optimizer_state)
         set_rng_states(state["rng"])
     summary = dp.broadcast(_load_json(run_dir / "summary.json") if state is not None and dp.main else {})
     if dp.world_size > 1:
-        log(f"data-parallel over {dp.world_size} ranks: {cfg.tasks_per_step} groups per step shared out")
+        log(f"data-parallel over {dp.world_size} ranks: {cfg.tasks_per_step} groups per step shared out"
+            + (", routed experts split evenly over the ranks" if cfg.expert_parallel else ""))
     writer = tensorboard_writer(run_dir / "tensorboard" / "grpo", enabled=cfg.tensorboard,
                                 purge_step=first_step + 1 if first_step else None)
     try:
@@ -379,9 +391,12 @@ def _grpo_stage(cfg: TrainConfig, run_dir: Path, first_step: int, policy: Decode
                 f"len {row['response_length']:.1f} kl {row['kl']:.4f} groups {row['groups_kept']}/{cfg.tasks_per_step} "
                 f"{row['time_generate'] + row['time_verify'] + row['time_train']:.1f}s",
                 {"reward": row["reward_mean"], "acc": row["accuracy"], "len": row["response_length"]})
-            if dp.main and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-                extra = {"config": to_dict(cfg), **({"curriculum": envs.state_dict()} if cfg.curriculum else {})}
-                save_checkpoint(run_dir, step + 1, policy, tokenizer, optimizer, extra, keep=cfg.keep_checkpoints)
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                whole, whole_optimizer = gather_full(policy, optimizer, dp)  # experts from their owners, to rank 0
+                if dp.main:
+                    extra = {"config": to_dict(cfg), **({"curriculum": envs.state_dict()} if cfg.curriculum else {})}
+                    save_checkpoint(run_dir, step + 1, whole, tokenizer, whole_optimizer, extra,
+                                    keep=cfg.keep_checkpoints)
     finally:
         progress.close()
         envs.close()

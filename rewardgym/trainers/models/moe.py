@@ -64,7 +64,7 @@ class Router(nn.Module):
         c = self.config
         if c.n_group == 1:
             return choice
-        groups = choice.view(len(choice), c.n_group, -1)
+        groups = choice.view(len(choice), c.n_group, c.num_experts // c.n_group)  # -1 is ambiguous for 0 tokens
         best = groups.topk(2, dim=-1).values.sum(-1).topk(c.topk_group, dim=-1).indices
         eligible = torch.zeros_like(groups[..., 0], dtype=torch.bool).scatter(1, best, True)
         return groups.masked_fill(~eligible[..., None], float("-inf")).flatten(1)
@@ -115,7 +115,7 @@ class MoE(nn.Module):
             self._observe(chosen, fresh, keep.reshape(-1), replay)
             if self.config.aux_loss_alpha > 0:
                 self.aux_loss = self.config.aux_loss_alpha * sequence_balance_loss(
-                    scores.view(b, t, -1), chosen.view(b, t, k), keep)
+                    scores.view(b, t, self.config.num_experts), chosen.view(b, t, k), keep)
         return out.view(b, t, h)
 
     def _routed(self, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
@@ -167,6 +167,24 @@ def shard_experts(model: nn.Module, group: dist.ProcessGroup | None = None) -> r
                 layer.experts[expert] = None
         layer.expert_group = group if group is not None else dist.group.WORLD
     return kept
+
+
+def sharded_prefixes(model: nn.Module) -> list[str]:
+    """State-dict prefixes (``model.layers.3.mlp.experts.5.``) of the routed experts this rank holds
+    as its share under expert parallelism; empty when it holds every expert."""
+    return [f"{name}.experts.{index}." for name, layer in model.named_modules()
+            if isinstance(layer, MoE) and layer.expert_group is not None
+            for index, expert in enumerate(layer.experts) if expert is not None]
+
+
+def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(replicated, sharded): the parameters every rank holds, and this rank's share of the routed
+    experts (empty without expert parallelism). Their gradients are reduced differently."""
+    prefixes = tuple(sharded_prefixes(model))
+    replicated, sharded = [], []
+    for name, parameter in model.named_parameters():
+        (sharded if prefixes and name.startswith(prefixes) else replicated).append(parameter)
+    return replicated, sharded
 
 
 def aux_loss(model: nn.Module) -> torch.Tensor | float:
