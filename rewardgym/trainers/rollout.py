@@ -51,11 +51,36 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) ->
     return Batch(ids, mask, mask[:, p:].float(), p)
 
 
+def shared_prompts(input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distinct prompts (first ``width`` columns of ids and mask) and, per row, the index of its
+    prompt among them: a GRPO group's G rows repeat one prompt, so its forward pass is done once."""
+    both = torch.cat([input_ids[:, :width], attention_mask[:, :width]], dim=1)
+    unique, inverse = torch.unique(both, dim=0, return_inverse=True)
+    return unique[:, :width], unique[:, width:], inverse
+
+
+def completion_logits(model: DecoderLM, batch: Batch) -> torch.Tensor:
+    """Logits [B, T, V] predicting each completion token. Rows that share a prompt share its forward
+    pass (through a gathered KV cache): same values as one pass over the whole batch, less work."""
+    p, t = batch.prompt_width, batch.completion_ids.shape[1]
+    ids, mask = batch.input_ids, batch.attention_mask
+    prompt_ids, prompt_mask, inverse = shared_prompts(ids, mask, p)
+    if len(prompt_ids) == len(ids):
+        return model(ids, mask)[:, p - 1:-1]
+    cache = model.new_cache(len(prompt_ids), p)
+    first = model(prompt_ids, prompt_mask, cache)[:, -1:][inverse]
+    if t == 1:
+        return first
+    rest = model(ids[:, p:-1], mask[:, :-1], cache.gather(inverse, p + t - 1))
+    return torch.cat([first, rest], dim=1)
+
+
 def completion_logprobs(model: DecoderLM, batch: Batch, *, temperature: float = 1.0,
                         with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [B, T] of the completion tokens under ``model`` (logits divided by
     ``temperature``, the distribution that was sampled), and optionally the per-token entropy."""
-    logits = model(batch.input_ids, batch.attention_mask)[:, batch.prompt_width - 1:-1].float()
+    logits = completion_logits(model, batch).float()
     logp_all = F.log_softmax(logits / temperature, dim=-1)
     logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
     entropy = None
@@ -101,11 +126,21 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def _draw(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
-    """One token per row of ``probs``; with a list of generators, block by block (see ``sample``)."""
+    """One token per row of ``probs`` by inverting its cumulative distribution at a uniform draw (one
+    uniform per row: ``torch.multinomial`` costs ~10x more per call on a small CPU batch); with a
+    list of generators, the rows split into equal consecutive blocks, each drawing from its own
+    (see ``sample``)."""
     if generator is None or isinstance(generator, torch.Generator):
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    blocks = probs.split(len(probs) // len(generator))
-    return torch.cat([torch.multinomial(b, 1, generator=g) for b, g in zip(blocks, generator)]).squeeze(-1)
+        uniform = torch.rand(len(probs), 1, generator=generator)
+    else:
+        size = len(probs) // len(generator)
+        uniform = torch.cat([torch.rand(size, 1, generator=g) for g in generator])
+    cdf = probs.cumsum(-1)
+    total = cdf[:, -1:].contiguous()
+    # the first token whose cumulative mass exceeds u * total; never one of zero probability, and
+    # never past the last token of positive probability when rounding makes u * total reach total
+    token = torch.minimum(torch.searchsorted(cdf, uniform * total, right=True), torch.searchsorted(cdf, total))
+    return token.squeeze(-1)
 
 
 @torch.no_grad()
@@ -127,8 +162,14 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
     start = pack(prompt_ids, [[] for _ in prompts], tokenizer.pad_token_id)
     b, p = len(prompts), start.prompt_width
     ids, mask = start.input_ids[:, :p], start.attention_mask[:, :p]
-    cache = model.new_cache(b, p + max_new_tokens)
-    logits = model(ids, mask, cache)[:, -1].float()
+    unique_ids, unique_mask, inverse = shared_prompts(ids, mask, p)
+    if len(unique_ids) < b:  # a group's G rows prefill their prompt once
+        cache = model.new_cache(len(unique_ids), p)
+        logits = model(unique_ids, unique_mask, cache)[:, -1].float()[inverse]
+        cache = cache.gather(inverse, p + max_new_tokens)
+    else:
+        cache = model.new_cache(b, p + max_new_tokens)
+        logits = model(ids, mask, cache)[:, -1].float()
     out = torch.full((b, max_new_tokens), tokenizer.pad_token_id, dtype=torch.long)
     out_logp = torch.zeros((b, max_new_tokens))
     lengths = torch.zeros(b, dtype=torch.long)
