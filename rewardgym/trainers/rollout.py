@@ -85,7 +85,8 @@ def completion_logprobs(model: DecoderLM, batch: Batch, *, temperature: float = 
     logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
     entropy = None
     if with_entropy:
-        entropy = -(logp_all.exp() * logp_all).sum(-1).detach()
+        with torch.no_grad():  # a statistic only: no graph for it
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
 
 
@@ -125,7 +126,7 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
 
 
-def _draw(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+def draw_tokens(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
     """One token per row of ``probs`` by inverting its cumulative distribution at a uniform draw (one
     uniform per row: ``torch.multinomial`` costs ~10x more per call on a small CPU batch); with a
     list of generators, the rows split into equal consecutive blocks, each drawing from its own
@@ -136,11 +137,10 @@ def _draw(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Gener
         size = len(probs) // len(generator)
         uniform = torch.cat([torch.rand(size, 1, generator=g) for g in generator])
     cdf = probs.cumsum(-1)
-    total = cdf[:, -1:].contiguous()
-    # the first token whose cumulative mass exceeds u * total; never one of zero probability, and
-    # never past the last token of positive probability when rounding makes u * total reach total
-    token = torch.minimum(torch.searchsorted(cdf, uniform * total, right=True), torch.searchsorted(cdf, total))
-    return token.squeeze(-1)
+    # The first token whose cumulative mass exceeds u * total: never one of zero probability (its
+    # cdf equals its predecessor's), and never past the end, as u < 1 keeps u * total < total
+    # through float rounding.
+    return torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).squeeze(-1)
 
 
 @torch.no_grad()
@@ -179,7 +179,7 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
         scaled = logits / (temperature if temperature > 0 else 1.0)
         if temperature > 0:
             probs = top_p_filter(scaled, top_p).softmax(-1)
-            token = _draw(probs, generator)
+            token = draw_tokens(probs, generator)
         else:
             token = scaled.argmax(-1)
         logp = F.log_softmax(scaled, -1).gather(-1, token[:, None]).squeeze(-1)
