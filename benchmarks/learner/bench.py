@@ -60,14 +60,14 @@ def run_ours(model_dir: str, steps: int, warmup: int) -> dict:
     import rewardgym
     from rewardgym.trainers.config import TrainConfig
     from rewardgym.trainers.models import load_pretrained
-    from rewardgym.trainers.train import grpo_step, make_optimizer
+    from rewardgym.trainers.train import grpo_step
 
     torch.set_num_threads(1)
     # An untrained policy scores 0 everywhere; keep every group so each step trains, as TRL does.
     cfg = TrainConfig(env=ENV, model=model_dir, tasks_per_step=TASKS_PER_STEP, group_size=GROUP,
                       max_new_tokens=COMPLETION_TOKENS, lr=LR, filter_zero_variance=False)
     policy, tokenizer = load_pretrained(model_dir)
-    optimizer = make_optimizer(cfg, policy)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     envs = rewardgym.make_vec(ENV, num_envs=TASKS_PER_STEP * GROUP, group_size=GROUP)
     rss_before = rss_mib()
     seconds, tokens = [], []

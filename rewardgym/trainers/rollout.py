@@ -158,7 +158,10 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
         raise ValueError(f"sample: {len(prompts)} prompts do not split into {len(generator)} generator blocks")
     was_training = model.training
     model.eval()
-    prompt_ids = tokenizer.encode_batch(prompts)
+    # A group repeats its prompt G times: encode each distinct prompt once, one by one (a batch call
+    # costs more in thread hand-offs than it saves on a few short texts).
+    encoded = {text: tokenizer.encode(text) for text in dict.fromkeys(prompts)}
+    prompt_ids = [encoded[text] for text in prompts]
     start = pack(prompt_ids, [[] for _ in prompts], tokenizer.pad_token_id)
     b, p = len(prompts), start.prompt_width
     ids, mask = start.input_ids[:, :p], start.attention_mask[:, :p]
@@ -202,7 +205,7 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
     width = int(lengths.max())
     completions = [out[i, :lengths[i]].tolist() for i in range(b)]
     batch = pack(prompt_ids, completions, tokenizer.pad_token_id)
-    texts = tokenizer.decode_batch(completions)
+    texts = [tokenizer.decode(ids) for ids in completions]  # see the prompts' encoding above
     model.train(was_training)
     return Rollout(batch=batch, logprobs=out_logp[:, :max(1, width)], texts=texts,
                    lengths=lengths.tolist(), truncated=active.tolist())

@@ -214,16 +214,6 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
             "optimizer_steps": steps, **gap_stats}
 
 
-FUSED_ADAMW_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
-
-
-def make_optimizer(cfg: TrainConfig, policy: DecoderLM) -> torch.optim.AdamW:
-    """AdamW, with torch's fused kernel where it has one for the parameters' device (CPU, CUDA): the
-    same update in one call instead of about ten tensor ops per parameter (TRL's default too)."""
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in FUSED_ADAMW_DTYPES for p in policy.parameters())
-    return torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
-
-
 def grpo_step(cfg: TrainConfig, step: int, envs: Any, policy: DecoderLM, tokenizer: Tokenizer,
               reference: DecoderLM | None, optimizer: torch.optim.Optimizer,
               dp: DataParallel = SINGLE) -> dict[str, Any]:
@@ -318,7 +308,7 @@ def _train(cfg: TrainConfig, log: Log, dp: DataParallel) -> dict[str, Any]:
     reference = None
     if cfg.beta > 0:  # the frozen start policy; with beta 0 no copy is kept
         reference = load_pretrained(start_dir, with_tokenizer=False)[0].eval().requires_grad_(False)
-    optimizer = make_optimizer(cfg, policy)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         set_rng_states(state["rng"])
