@@ -173,11 +173,13 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
     else:
         cache = model.new_cache(b, p + max_new_tokens)
         logits = model(ids, mask, cache)[:, -1].float()
-    out = torch.full((b, max_new_tokens), tokenizer.pad_token_id, dtype=torch.long)
-    out_logp = torch.zeros((b, max_new_tokens))
-    lengths = torch.zeros(b, dtype=torch.long)
-    active = torch.ones(b, dtype=torch.bool)
-    may_stop = stop_candidates(tokenizer, tuple(stop)) if stop else None
+    # Bookkeeping per row in Python (a token list each, a flag each): a handful of tensor ops per
+    # step on a small model cost as much as the forward pass; only the draw stays batched.
+    out_logp = torch.zeros((b, max_new_tokens))  # every row's, masked past its end at the end
+    generated: list[list[int]] = [[] for _ in range(b)]
+    alive = [True] * b
+    live = torch.ones((b, 1), dtype=torch.long)  # alive as the next column of the attention mask
+    may_stop = stop_candidates(tokenizer, tuple(stop)).tolist() if stop else None
     for step in range(max_new_tokens):
         scaled = logits / (temperature if temperature > 0 else 1.0)
         if temperature > 0:
@@ -185,27 +187,27 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
             token = draw_tokens(probs, generator)
         else:
             token = scaled.argmax(-1)
-        logp = F.log_softmax(scaled, -1).gather(-1, token[:, None]).squeeze(-1)
-        token = torch.where(active, token, tokenizer.pad_token_id)
-        out[:, step] = token
-        out_logp[:, step] = torch.where(active, logp, 0.0)
-        lengths += active.long()
-        done = token == tokenizer.eos_token_id
-        if may_stop is not None:
-            rows = (active & may_stop[token]).nonzero().squeeze(-1).tolist()
-            lo = max(0, step + 1 - STOP_TAIL_TOKENS)
-            tails = [tokenizer.decode(ids) for ids in out[rows, lo:step + 1].tolist()]  # batch decode: thread overhead
-            for row, tail in zip(rows, tails):
-                done[row] |= any(s in tail for s in stop)
-        active &= ~done
-        if not active.any() or step + 1 == max_new_tokens:
+        out_logp[:, step] = F.log_softmax(scaled, -1).gather(-1, token[:, None]).squeeze(-1)
+        ended = False
+        for row, new in enumerate(token.tolist()):
+            if not alive[row]:
+                continue
+            ids = generated[row]
+            ids.append(new)
+            if new == tokenizer.eos_token_id or (
+                    may_stop is not None and may_stop[new]
+                    and any(s in tokenizer.decode(ids[-STOP_TAIL_TOKENS:]) for s in stop)):
+                alive[row], ended = False, True
+        if ended:
+            live = torch.tensor(alive, dtype=torch.long)[:, None]
+        if not any(alive) or step + 1 == max_new_tokens:
             break
-        mask = torch.cat([mask, active[:, None].long()], dim=1)
+        mask = torch.cat([mask, live], dim=1)
         logits = model(token[:, None], mask, cache)[:, -1].float()
-    width = int(lengths.max())
-    completions = [out[i, :lengths[i]].tolist() for i in range(b)]
-    batch = pack(prompt_ids, completions, tokenizer.pad_token_id)
-    texts = [tokenizer.decode(ids) for ids in completions]  # see the prompts' encoding above
+    lengths = [len(ids) for ids in generated]
+    width = max(1, max(lengths))
+    out_logp = out_logp[:, :width].masked_fill(torch.arange(width) >= torch.tensor(lengths)[:, None], 0.0)
+    batch = pack(prompt_ids, generated, tokenizer.pad_token_id)
+    texts = [tokenizer.decode(ids) for ids in generated]  # see the prompts' encoding above
     model.train(was_training)
-    return Rollout(batch=batch, logprobs=out_logp[:, :max(1, width)], texts=texts,
-                   lengths=lengths.tolist(), truncated=active.tolist())
+    return Rollout(batch=batch, logprobs=out_logp, texts=texts, lengths=lengths, truncated=alive)
