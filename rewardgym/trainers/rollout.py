@@ -81,7 +81,9 @@ def completion_logprobs(model: DecoderLM, batch: Batch, *, temperature: float = 
     """Log-probs [B, T] of the completion tokens under ``model`` (logits divided by
     ``temperature``, the distribution that was sampled), and optionally the per-token entropy."""
     logits = completion_logits(model, batch).float()
-    logp_all = F.log_softmax(logits / temperature, dim=-1)
+    if temperature != 1.0:  # skipped at 1: a division and its backward over [B, T, V]
+        logits = logits / temperature
+    logp_all = F.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
     entropy = None
     if with_entropy:
@@ -181,7 +183,7 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
     live = torch.ones((b, 1), dtype=torch.long)  # alive as the next column of the attention mask
     may_stop = stop_candidates(tokenizer, tuple(stop)).tolist() if stop else None
     for step in range(max_new_tokens):
-        scaled = logits / (temperature if temperature > 0 else 1.0)
+        scaled = logits / temperature if temperature > 0 and temperature != 1.0 else logits
         if temperature > 0:
             probs = top_p_filter(scaled, top_p).softmax(-1)
             token = draw_tokens(probs, generator)
