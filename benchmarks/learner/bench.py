@@ -6,6 +6,8 @@ same countdown prompts (plain R1-template text), group size, completion length a
 (rewardgym's countdown verifier: through the vector env for ours, through
 ``rewardgym.integrations.trl.reward_func`` for TRL). Each contender runs in a fresh child process
 with one torch thread, so its peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own.
+Ours runs twice: as the learner trains (a row also stops at ``</answer>``), and as ``rewardgym-eos``
+with TRL's stopping rule (EOS only), so that both write the same number of tokens per step.
 
     python benchmarks/learner/bench.py [--steps 10] [--warmup 2] [--rounds 3]
 
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ENV = "rewardgym/Countdown-v0"
@@ -54,15 +57,18 @@ def make_model(directory: Path) -> int:
     return policy.num_parameters()
 
 
-def run_ours(model_dir: str, steps: int, warmup: int) -> dict:
+def run_ours(model_dir: str, steps: int, warmup: int, eos_only: bool = False) -> dict:
     import torch
 
     import rewardgym
+    from rewardgym.trainers import train
     from rewardgym.trainers.config import TrainConfig
     from rewardgym.trainers.models import load_pretrained
     from rewardgym.trainers.train import grpo_step
 
     torch.set_num_threads(1)
+    if eos_only:  # TRL's stopping rule, so both write the same tokens per step (the same work)
+        train.STOP = ()
     # An untrained policy scores 0 everywhere; keep every group so each step trains, as TRL does.
     cfg = TrainConfig(env=ENV, model=model_dir, tasks_per_step=TASKS_PER_STEP, group_size=GROUP,
                       max_new_tokens=COMPLETION_TOKENS, lr=LR, filter_zero_variance=False)
@@ -119,7 +125,7 @@ def run_trl(model_dir: str, steps: int, warmup: int) -> dict:
     return {"seconds": seconds[warmup:], "tokens": tokens[warmup:], "rss_before_mib": rss_before}
 
 
-CONTENDERS = {"rewardgym": run_ours, "trl": run_trl}
+CONTENDERS = {"rewardgym": run_ours, "rewardgym-eos": partial(run_ours, eos_only=True), "trl": run_trl}
 
 
 def child(name: str, model_dir: str, steps: int, warmup: int) -> None:
@@ -166,18 +172,22 @@ def main() -> None:
                 if done.returncode or not lines:
                     sys.exit(f"{name} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
                 row = summarise(json.loads(lines[-1][len("RESULT "):]))
-                print(f"  {name:10} {row['s_per_step']:.3f} s/step", flush=True)
+                print(f"  {name:13} {row['s_per_step']:.3f} s/step", flush=True)
                 best = rows.get(name)
                 peak = max(row["peak"], best["peak"] if best else 0.0)
                 rows[name] = {**(row if best is None or row["s_per_step"] < best["s_per_step"] else best), "peak": peak}
-    print(f"\n{'':10} {'s/step':>8} {'tokens/step':>12} {'tokens/s':>10} {'RSS before (MiB)':>17} {'peak RSS (MiB)':>15}")
+    print(f"\n{'':13} {'s/step':>8} {'tokens/step':>12} {'tokens/s':>10} "
+          f"{'RSS before (MiB)':>17} {'peak RSS (MiB)':>15}")
     for name, r in rows.items():
-        print(f"{name:10} {r['s_per_step']:8.3f} {r['tokens_per_step']:12.1f} {r['tokens_per_s']:10.0f} "
+        print(f"{name:13} {r['s_per_step']:8.3f} {r['tokens_per_step']:12.1f} {r['tokens_per_s']:10.0f} "
               f"{r['before']:17.0f} {r['peak']:15.0f}")
-    ours, peer = rows["rewardgym"], rows["trl"]
-    print(f"\nrewardgym / trl: tokens/s {ours['tokens_per_s'] / peer['tokens_per_s']:.2f}x, "
-          f"s/step {peer['s_per_step'] / ours['s_per_step']:.2f}x faster, "
-          f"peak RSS {ours['peak'] / peer['peak']:.2f}x")
+    peer = rows["trl"]
+    print()
+    for name in ("rewardgym", "rewardgym-eos"):
+        ours = rows[name]
+        print(f"{name} / trl: tokens/s {ours['tokens_per_s'] / peer['tokens_per_s']:.2f}x, "
+              f"s/step {peer['s_per_step'] / ours['s_per_step']:.2f}x faster, "
+              f"peak RSS {ours['peak'] / peer['peak']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -51,17 +51,47 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) ->
     return Batch(ids, mask, mask[:, p:].float(), p)
 
 
+def shared_prompts(input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distinct prompts (first ``width`` columns of ids and mask) and, per row, the index of its
+    prompt among them: a GRPO group's G rows repeat one prompt, so its forward pass is done once."""
+    both = torch.cat([input_ids[:, :width], attention_mask[:, :width]], dim=1)
+    unique, inverse = torch.unique(both, dim=0, return_inverse=True)
+    return unique[:, :width], unique[:, width:], inverse
+
+
+def completion_logits(model: DecoderLM, batch: Batch, routing: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits [B, T, V] predicting each completion token. Rows that share a prompt share its forward
+    pass (through a gathered KV cache): same values as one pass over the whole batch, less work. A
+    Mixture-of-Experts model takes one pass: its balance loss and expert load are per sequence, and
+    ``routing`` [B, P + T, MoE layers, k] replays its experts."""
+    p, t = batch.prompt_width, batch.completion_ids.shape[1]
+    ids, mask = batch.input_ids, batch.attention_mask
+    prompt_ids, prompt_mask, inverse = shared_prompts(ids, mask, p)
+    if len(prompt_ids) == len(ids) or model.config.num_experts:
+        return model(ids, mask, routing=routing)[:, p - 1:-1]
+    cache = model.new_cache(len(prompt_ids), p)
+    first = model(prompt_ids, prompt_mask, cache)[:, -1:][inverse]
+    if t == 1:
+        return first
+    rest = model(ids[:, p:-1], mask[:, :-1], cache.gather(inverse, p + t - 1))
+    return torch.cat([first, rest], dim=1)
+
+
 def completion_logprobs(model: DecoderLM, batch: Batch, *, temperature: float = 1.0, with_entropy: bool = False,
                         routing: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [B, T] of the completion tokens under ``model`` (logits divided by
     ``temperature``, the distribution that was sampled), and optionally the per-token entropy.
     ``routing`` (a Rollout's, rows matching ``batch``) replays the experts used while sampling."""
-    logits = model(batch.input_ids, batch.attention_mask, routing=routing)[:, batch.prompt_width - 1:-1].float()
-    logp_all = F.log_softmax(logits / temperature, dim=-1)
+    logits = completion_logits(model, batch, routing).float()
+    if temperature != 1.0:  # skipped at 1: a division and its backward over [B, T, V]
+        logits = logits / temperature
+    logp_all = F.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)
     entropy = None
     if with_entropy:
-        entropy = -(logp_all.exp() * logp_all).sum(-1).detach()
+        with torch.no_grad():  # a statistic only: no graph for it
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
 
 
@@ -102,12 +132,21 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
 
 
-def _draw(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
-    """One token per row of ``probs``; with a list of generators, block by block (see ``sample``)."""
+def draw_tokens(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    """One token per row of ``probs`` by inverting its cumulative distribution at a uniform draw (one
+    uniform per row: ``torch.multinomial`` costs ~10x more per call on a small CPU batch); with a
+    list of generators, the rows split into equal consecutive blocks, each drawing from its own
+    (see ``sample``)."""
     if generator is None or isinstance(generator, torch.Generator):
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    blocks = probs.split(len(probs) // len(generator))
-    return torch.cat([torch.multinomial(b, 1, generator=g) for b, g in zip(blocks, generator)]).squeeze(-1)
+        uniform = torch.rand(len(probs), 1, generator=generator)
+    else:
+        size = len(probs) // len(generator)
+        uniform = torch.cat([torch.rand(size, 1, generator=g) for g in generator])
+    cdf = probs.cumsum(-1)
+    # The first token whose cumulative mass exceeds u * total: never one of zero probability (its
+    # cdf equals its predecessor's), and never past the end, as u < 1 keeps u * total < total
+    # through float rounding.
+    return torch.searchsorted(cdf, uniform * cdf[:, -1:], right=True).squeeze(-1)
 
 
 @torch.no_grad()
@@ -125,50 +164,63 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
         raise ValueError(f"sample: {len(prompts)} prompts do not split into {len(generator)} generator blocks")
     was_training = model.training
     model.eval()
-    prompt_ids = tokenizer.encode_batch(prompts)
+    # A group repeats its prompt G times: encode each distinct prompt once, one by one (a batch call
+    # costs more in thread hand-offs than it saves on a few short texts).
+    encoded = {text: tokenizer.encode(text) for text in dict.fromkeys(prompts)}
+    prompt_ids = [encoded[text] for text in prompts]
     start = pack(prompt_ids, [[] for _ in prompts], tokenizer.pad_token_id)
     b, p = len(prompts), start.prompt_width
     ids, mask = start.input_ids[:, :p], start.attention_mask[:, :p]
-    cache = model.new_cache(b, p + max_new_tokens)
-    logits = model(ids, mask, cache)[:, -1].float()
-    routes = [model.last_routing()]
-    out = torch.full((b, max_new_tokens), tokenizer.pad_token_id, dtype=torch.long)
-    out_logp = torch.zeros((b, max_new_tokens))
-    lengths = torch.zeros(b, dtype=torch.long)
-    active = torch.ones(b, dtype=torch.bool)
-    may_stop = stop_candidates(tokenizer, tuple(stop)) if stop else None
+    unique_ids, unique_mask, inverse = shared_prompts(ids, mask, p)
+    if len(unique_ids) < b:  # a group's G rows prefill their prompt once
+        cache = model.new_cache(len(unique_ids), p)
+        logits = model(unique_ids, unique_mask, cache)[:, -1].float()[inverse]
+        cache = cache.gather(inverse, p + max_new_tokens)
+        routes = [None if (used := model.last_routing()) is None else used[inverse]]
+    else:
+        cache = model.new_cache(b, p + max_new_tokens)
+        logits = model(ids, mask, cache)[:, -1].float()
+        routes = [model.last_routing()]
+    # Bookkeeping per row in Python (a token list each, a flag each): a handful of tensor ops per
+    # step on a small model cost as much as the forward pass; only the draw stays batched.
+    out_logp = torch.zeros((b, max_new_tokens))  # every row's, masked past its end at the end
+    generated: list[list[int]] = [[] for _ in range(b)]
+    alive = [True] * b
+    live = torch.ones((b, 1), dtype=torch.long)  # alive as the next column of the attention mask
+    may_stop = stop_candidates(tokenizer, tuple(stop)).tolist() if stop else None
     for step in range(max_new_tokens):
-        scaled = logits / (temperature if temperature > 0 else 1.0)
+        scaled = logits / temperature if temperature > 0 and temperature != 1.0 else logits
         if temperature > 0:
             probs = top_p_filter(scaled, top_p).softmax(-1)
-            token = _draw(probs, generator)
+            token = draw_tokens(probs, generator)
         else:
             token = scaled.argmax(-1)
-        logp = F.log_softmax(scaled, -1).gather(-1, token[:, None]).squeeze(-1)
-        token = torch.where(active, token, tokenizer.pad_token_id)
-        out[:, step] = token
-        out_logp[:, step] = torch.where(active, logp, 0.0)
-        lengths += active.long()
-        done = token == tokenizer.eos_token_id
-        if may_stop is not None:
-            rows = (active & may_stop[token]).nonzero().squeeze(-1).tolist()
-            lo = max(0, step + 1 - STOP_TAIL_TOKENS)
-            tails = [tokenizer.decode(ids) for ids in out[rows, lo:step + 1].tolist()]  # batch decode: thread overhead
-            for row, tail in zip(rows, tails):
-                done[row] |= any(s in tail for s in stop)
-        active &= ~done
-        if not active.any() or step + 1 == max_new_tokens:
+        out_logp[:, step] = F.log_softmax(scaled, -1).gather(-1, token[:, None]).squeeze(-1)
+        ended = False
+        for row, new in enumerate(token.tolist()):
+            if not alive[row]:
+                continue
+            ids = generated[row]
+            ids.append(new)
+            if new == tokenizer.eos_token_id or (
+                    may_stop is not None and may_stop[new]
+                    and any(s in tokenizer.decode(ids[-STOP_TAIL_TOKENS:]) for s in stop)):
+                alive[row], ended = False, True
+        if ended:
+            live = torch.tensor(alive, dtype=torch.long)[:, None]
+        if not any(alive) or step + 1 == max_new_tokens:
             break
-        mask = torch.cat([mask, active[:, None].long()], dim=1)
+        mask = torch.cat([mask, live], dim=1)
         logits = model(token[:, None], mask, cache)[:, -1].float()
         routes.append(model.last_routing())
-    width = max(1, int(lengths.max()))
-    completions = [out[i, :lengths[i]].tolist() for i in range(b)]
-    batch = pack(prompt_ids, completions, tokenizer.pad_token_id)
-    texts = tokenizer.decode_batch(completions)
+    lengths = [len(ids) for ids in generated]
+    width = max(1, max(lengths))
+    out_logp = out_logp[:, :width].masked_fill(torch.arange(width) >= torch.tensor(lengths)[:, None], 0.0)
+    batch = pack(prompt_ids, generated, tokenizer.pad_token_id)
+    texts = [tokenizer.decode(ids) for ids in generated]  # see the prompts' encoding above
     model.train(was_training)
-    return Rollout(batch=batch, logprobs=out_logp[:, :width], texts=texts, lengths=lengths.tolist(),
-                   truncated=active.tolist(), routing=_routing(routes, p + width))
+    return Rollout(batch=batch, logprobs=out_logp, texts=texts, lengths=lengths, truncated=alive,
+                   routing=_routing(routes, p + width))
 
 
 def _routing(routes: list[torch.Tensor | None], columns: int) -> torch.Tensor | None:

@@ -13,6 +13,8 @@ count only real tokens, which is what makes batched generation agree with one-by
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,10 +46,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        if x.dtype == self.weight.dtype == torch.float32:  # one kernel; the same arithmetic as below
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        # normalised in float32, scaled in the input dtype, as transformers does (logit parity)
+        return self.weight * F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype)
 
 
 class SwiGLU(nn.Module):
@@ -62,19 +64,30 @@ class SwiGLU(nn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
+@lru_cache(maxsize=16)
+def _rope_constants(head_dim: int, theta: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse frequencies [head_dim / 2], and the signs [head_dim] that turn a roll of the two
+    halves into the rotation (-x2, x1); both fixed per model, so built once."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim))
+    signs = torch.ones(head_dim, device=device)
+    signs[:head_dim // 2] = -1.0
+    return inv_freq, signs
+
+
 def rope_tables(config: ModelConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin for ``positions`` [B, T], shaped [B, 1, T, head_dim] (half-rotation layout)."""
-    d = config.head_dim
-    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32, device=positions.device) / d))
+    """cos and signed sin for ``positions`` [B, T], shaped [B, 1, T, head_dim] (half-rotation layout;
+    the sin of the first half is negated, see ``apply_rope``)."""
+    inv_freq, signs = _rope_constants(config.head_dim, config.rope_theta, positions.device)
     angles = positions.float()[..., None] * inv_freq
     angles = torch.cat([angles, angles], dim=-1)[:, None]
-    return angles.cos(), angles.sin()
+    return angles.cos(), angles.sin() * signs
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin, with rotate_half(x) = (-x2, x1) = roll(x) * signs: three
+    tensor ops instead of nine, which is what a small model's decode step is made of."""
+    x32 = x.float()
+    return torch.addcmul(x32 * cos, x32.roll(x.shape[-1] // 2, -1), signed_sin).to(x.dtype)
 
 
 class KVCache:
@@ -82,6 +95,7 @@ class KVCache:
 
     def __init__(self, config: ModelConfig, batch: int, capacity: int, *, dtype: torch.dtype, device: torch.device):
         shape = (batch, config.num_key_value_heads, capacity, config.head_dim)
+        self.config = config
         key_shape, value_shape = shape, shape
         if config.mla:  # latent attention caches its latent and its shared rotary key (mla.py)
             key_shape, value_shape = (batch, 1, capacity, config.kv_lora_rank), (batch, 1, capacity, config.head_dim)
@@ -97,6 +111,20 @@ class KVCache:
         self.keys[layer][:, :, start:end] = k
         self.values[layer][:, :, start:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def gather(self, rows: torch.Tensor, capacity: int) -> "KVCache":
+        """A cache holding this one's tokens for ``rows`` (repeats allowed), with room for ``capacity``
+        tokens. Differentiable, so rows that continue the same prompt can share one forward pass of
+        it, in training as in sampling."""
+        first = self.keys[0]
+        out = KVCache(self.config, len(rows), capacity, dtype=first.dtype, device=first.device)
+        if self.length > capacity:
+            raise ValueError(f"KVCache.gather: {self.length} tokens exceed the capacity {capacity}")
+        for mine, theirs in ((self.keys, out.keys), (self.values, out.values)):
+            for layer, tensor in enumerate(mine):
+                theirs[layer][:, :, :self.length] = tensor[rows, :, :self.length]
+        out.length = self.length
+        return out
 
 
 class Attention(nn.Module):
@@ -126,6 +154,15 @@ class Attention(nn.Module):
         q, k = apply_rope(q.transpose(1, 2), *rope), apply_rope(k.transpose(1, 2), *rope)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
+        if t == 1:
+            # A decode step: the query heads that share a key/value head are that head's queries, so
+            # scores, mask (an additive bias [B * kv, G, keys], see DecoderLM.forward) and scale take
+            # one batched product and nothing repeats the keys: ~20% cheaper than the fused kernel.
+            kv, keys = c.num_key_value_heads, k.shape[2]
+            scores = torch.baddbmm(mask, q.reshape(b * kv, -1, c.head_dim),
+                                   k.reshape(b * kv, keys, c.head_dim).transpose(1, 2), alpha=c.head_dim ** -0.5)
+            out = torch.bmm(scores.float().softmax(-1).to(v.dtype), v.reshape(b * kv, keys, c.head_dim))
+            return self.o_proj(out.view(b, 1, -1))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                              enable_gqa=c.num_attention_heads != c.num_key_value_heads)
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
@@ -197,13 +234,23 @@ class DecoderLM(nn.Module):
         if attention_mask.shape != (b, past + t):
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(b, past + t)}")
         keep = attention_mask.bool()
-        positions = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
-        causal = torch.ones(t, past + t, dtype=torch.bool, device=input_ids.device).tril(past)
-        mask = causal[None] & keep[:, None, :]
-        # A query on padding sees no key; let it see itself so softmax stays finite (output unused).
-        steps = torch.arange(past + t, device=input_ids.device)
-        mask = mask | (steps[past:, None] == steps[None, :])[None]
-        mask = mask[:, None]
+        if t == 1 and not self.config.mla:
+            # One new token (a decode step): no causal matrix, the query sees every real key, and
+            # a padding query sees itself so softmax stays finite (its output is unused).
+            positions = (attention_mask.sum(-1, keepdim=True) - 1).clamp(min=0)
+            c = self.config
+            bias = torch.zeros((b, 1, 1, past + t), dtype=self.lm_head.weight.dtype, device=input_ids.device)
+            bias.masked_fill_(~keep[:, None, None, :], float("-inf"))[..., -1] = 0.0
+            mask = bias.expand(b, c.num_key_value_heads, c.num_attention_heads // c.num_key_value_heads,
+                               past + t).reshape(b * c.num_key_value_heads, -1, past + t)
+        else:
+            positions = (keep.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+            causal = torch.ones(t, past + t, dtype=torch.bool, device=input_ids.device).tril(past)
+            mask = causal[None] & keep[:, None, :]
+            # A query on padding sees no key; let it see itself so softmax stays finite (output unused).
+            steps = torch.arange(past + t, device=input_ids.device)
+            mask = mask | (steps[past:, None] == steps[None, :])[None]
+            mask = mask[:, None]
         rope = rope_tables(self.config, positions)
         replays = iter(self._check_routing(routing, b, t).unbind(2)) if routing is not None else None
         x = self.model.embed_tokens(input_ids)

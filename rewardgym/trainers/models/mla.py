@@ -20,9 +20,10 @@ from .decoder import KVCache, RMSNorm, apply_rope, make_linear
 
 def apply_rope_interleaved(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """RoPE on dimension pairs (0, 1), (2, 3)...; the result lists the pairs' first halves, then
-    their second halves (the same for queries and keys, so their products are unchanged)."""
+    their second halves (the same for queries and keys, so their products are unchanged). ``sin``
+    is ``rope_tables``' signed sine, whose second half is the plain sine of each pair's angle."""
     half = x.shape[-1] // 2
-    cos, sin = cos[..., :half], sin[..., :half]
+    cos, sin = cos[..., :half], sin[..., half:]
     even, odd = x[..., 0::2].float(), x[..., 1::2].float()
     return torch.cat([even * cos - odd * sin, odd * cos + even * sin], dim=-1).to(x.dtype)
 
