@@ -114,8 +114,14 @@ def test_sft_command_writes_a_loadable_model(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps({"prompt": f"Q{i}: 2+{i}?", "completion": f"<answer>{2 + i}</answer>"})
                               for i in range(10)))
-    assert sft_main([f"run_dir={tmp_path / 'run'}", f"data={data}", "steps=3", "batch_size=4", "vocab_size=280",
-                     "hidden_size=32", "intermediate_size=64", "num_layers=1"]) == 0
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert sft_main([f"run_dir={tmp_path / 'run'}", f"data={data}", "steps=3", "batch_size=4", "vocab_size=280",
+                         "hidden_size=32", "intermediate_size=64", "num_layers=1", "threads=1"]) == 0
+        assert torch.get_num_threads() == 1  # the threads setting applies to sft as to train
+    finally:
+        torch.set_num_threads(before)
     model, tok = load_pretrained(tmp_path / "run" / "model")
     assert tok.decode(tok.encode("<answer>7</answer>")) == "<answer>7</answer>"
 

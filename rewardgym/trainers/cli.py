@@ -48,6 +48,10 @@ def sft_main(argv: list[str]) -> int:
     from .train import build_policy
 
     def body(cfg: SFTConfig) -> None:
+        import torch
+
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
         writer = tensorboard_writer(Path(cfg.run_dir) / "tensorboard", enabled=cfg.tensorboard)
         try:
