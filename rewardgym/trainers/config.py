@@ -76,11 +76,11 @@ class TrainConfig(ModelOptions):
     # cold start (skipped when sft_steps is 0)
     sft_data: str | None = None
     sft_examples: int = 2000
-    sft_steps: int = 800
+    sft_steps: int = 1600
     sft_batch_size: int = 32
     sft_lr: float = 3e-3
     # rollouts
-    steps: int = 120
+    steps: int = 200
     tasks_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int = 40
@@ -90,7 +90,7 @@ class TrainConfig(ModelOptions):
     routing_replay: bool = True  # MoE: train on the experts chosen while sampling (R3)
     expert_parallel: bool = False  # MoE under torchrun: each rank holds 1/world of the routed experts
     # GRPO
-    lr: float = 1e-4
+    lr: float = 2e-4
     mu: int = 1  # optimizer passes over each rollout batch
     minibatch_size: int = 0  # rollouts per optimizer step; 0 = the whole batch
     eps_low: float = 0.2
