@@ -121,16 +121,22 @@ def test_files_and_memory_do_not_reach_the_next_run(isolating):
     assert box_id(isolating) == before  # the same box: what was left was removed, not the box
 
 
+def leave_then_look(sandbox, leave: str, look: str) -> str:
+    """Run ``leave`` (which prints 'left'), then ``look`` in the same sandbox; look's stdout."""
+    first = sandbox.run(leave, limits=FAST)
+    assert first.ok and first.stdout == "left\n", first.stderr
+    second = sandbox.run(look, limits=FAST)
+    assert second.ok, second.stderr
+    return second.stdout
+
+
 def test_ipc_objects_do_not_reach_the_next_run(isolating):
     leave = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
              "assert libc.shmget(0x52470001, 4096, 0o1666) >= 0\n"
              "assert libc.mq_open(b'/rg-left', os.O_CREAT | os.O_RDWR, 0o666, None) >= 0\nprint('left')")
     look = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
             "print(libc.shmget(0x52470001, 0, 0), libc.mq_open(b'/rg-left', os.O_RDWR))")
-    first = isolating.run(leave, limits=FAST)
-    assert first.ok and first.stdout == "left\n", first.stderr
-    second = isolating.run(look, limits=FAST)
-    assert second.ok and second.stdout == "-1 -1\n", second.stderr
+    assert leave_then_look(isolating, leave, look) == "-1 -1\n"
 
 
 def test_processes_do_not_reach_the_next_run(isolating):
@@ -138,7 +144,4 @@ def test_processes_do_not_reach_the_next_run(isolating):
              "    os._exit(0)\nprint('left')")
     look = ("import os\nprint([p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()\n"
             "       and os.stat(f'/proc/{p}').st_uid == os.getuid()])")
-    first = isolating.run(leave, limits=FAST)
-    assert first.ok and first.stdout == "left\n", first.stderr
-    second = isolating.run(look, limits=FAST)
-    assert second.ok and second.stdout == "[]\n", second.stderr
+    assert leave_then_look(isolating, leave, look) == "[]\n"
