@@ -155,6 +155,14 @@ def test_config_from_yaml_with_overrides(tmp_path, capsys):
     assert "unknown setting 'bogus'" in capsys.readouterr().err
 
 
+def test_moving_average_by_hand():
+    from rewardgym.trainers.plot import moving_average
+
+    assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    assert moving_average([4.0, 2.0], 5) == [4.0, 3.0]
+    assert moving_average([], 3) == []
+
+
 def test_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     from rewardgym.trainers.plot import plot_curves
