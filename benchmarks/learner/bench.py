@@ -6,13 +6,16 @@ same countdown prompts (plain R1-template text), group size, completion length a
 (rewardgym's countdown verifier: through the vector env for ours, through
 ``rewardgym.integrations.trl.reward_func`` for TRL). Each contender runs in a fresh child process
 with one torch thread, so its peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own.
-Ours runs twice: as the learner trains (a row also stops at ``</answer>``), and as ``rewardgym-eos``
-with TRL's stopping rule (EOS only), so that both write the same number of tokens per step.
+Ours runs as the learner trains (a row also stops at ``</answer>``), and as ``rewardgym-eos`` with
+TRL's stopping rule (EOS only), so that both write the same number of tokens per step; the
+``-compiled`` rows are the same two with ``compile=true`` (a ``torch.compile``'d decode step; TRL
+runs eagerly). The warm-up steps absorb compilation; the slowest round's warm-up seconds (the first
+round compiles cold, later ones may reuse inductor's on-disk cache) are reported apart.
 
     python benchmarks/learner/bench.py [--steps 10] [--warmup 2] [--rounds 3]
 
 The contenders alternate for ``--rounds`` rounds and each keeps its fastest round, so a burst of
-load from other jobs on a shared machine does not decide the ratio; peak RSS is the largest seen.
+load from other jobs on a shared machine does not decide the ratio; peak RSS and warm-up are the largest seen.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def make_model(directory: Path) -> int:
     return policy.num_parameters()
 
 
-def run_ours(model_dir: str, steps: int, warmup: int, eos_only: bool = False) -> dict:
+def run_ours(model_dir: str, steps: int, warmup: int, eos_only: bool = False, compile: bool = False) -> dict:
     import torch
 
     import rewardgym
@@ -71,7 +74,7 @@ def run_ours(model_dir: str, steps: int, warmup: int, eos_only: bool = False) ->
         train.STOP = ()
     # An untrained policy scores 0 everywhere; keep every group so each step trains, as TRL does.
     cfg = TrainConfig(env=ENV, model=model_dir, tasks_per_step=TASKS_PER_STEP, group_size=GROUP,
-                      max_new_tokens=COMPLETION_TOKENS, lr=LR, filter_zero_variance=False)
+                      max_new_tokens=COMPLETION_TOKENS, lr=LR, filter_zero_variance=False, compile=compile)
     policy, tokenizer = load_pretrained(model_dir)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     envs = rewardgym.make_vec(ENV, num_envs=TASKS_PER_STEP * GROUP, group_size=GROUP)
@@ -85,7 +88,8 @@ def run_ours(model_dir: str, steps: int, warmup: int, eos_only: bool = False) ->
             tokens.append(row["completion_tokens"])
     finally:
         envs.close()
-    return {"seconds": seconds[warmup:], "tokens": tokens[warmup:], "rss_before_mib": rss_before}
+    return {"seconds": seconds[warmup:], "tokens": tokens[warmup:], "rss_before_mib": rss_before,
+            "warmup_seconds": sum(seconds[:warmup])}
 
 
 def run_trl(model_dir: str, steps: int, warmup: int) -> dict:
@@ -122,10 +126,13 @@ def run_trl(model_dir: str, steps: int, warmup: int) -> dict:
     seconds = [end - begin for begin, end in zip(marks[::2], marks[1::2])]
     lengths = [row["completions/mean_length"] for row in trainer.state.log_history if "completions/mean_length" in row]
     tokens = [length * TASKS_PER_STEP * GROUP for length in lengths]
-    return {"seconds": seconds[warmup:], "tokens": tokens[warmup:], "rss_before_mib": rss_before}
+    return {"seconds": seconds[warmup:], "tokens": tokens[warmup:], "rss_before_mib": rss_before,
+            "warmup_seconds": sum(seconds[:warmup])}
 
 
-CONTENDERS = {"rewardgym": run_ours, "rewardgym-eos": partial(run_ours, eos_only=True), "trl": run_trl}
+CONTENDERS = {"rewardgym": run_ours, "rewardgym-eos": partial(run_ours, eos_only=True),
+              "rewardgym-compiled": partial(run_ours, compile=True),
+              "rewardgym-eos-compiled": partial(run_ours, eos_only=True, compile=True), "trl": run_trl}
 
 
 def child(name: str, model_dir: str, steps: int, warmup: int) -> None:
@@ -138,7 +145,7 @@ def summarise(result: dict) -> dict:
     seconds, tokens = sum(result["seconds"]), sum(result["tokens"])
     return {"s_per_step": seconds / len(result["seconds"]), "tokens_per_s": tokens / seconds,
             "tokens_per_step": tokens / len(result["tokens"]), "peak": result["peak_rss_mib"],
-            "before": result["rss_before_mib"]}
+            "before": result["rss_before_mib"], "warmup": result["warmup_seconds"]}
 
 
 def main() -> None:
@@ -172,18 +179,18 @@ def main() -> None:
                 if done.returncode or not lines:
                     sys.exit(f"{name} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
                 row = summarise(json.loads(lines[-1][len("RESULT "):]))
-                print(f"  {name:13} {row['s_per_step']:.3f} s/step", flush=True)
+                print(f"  {name:22} {row['s_per_step']:.3f} s/step", flush=True)
                 best = rows.get(name)
-                peak = max(row["peak"], best["peak"] if best else 0.0)
-                rows[name] = {**(row if best is None or row["s_per_step"] < best["s_per_step"] else best), "peak": peak}
-    print(f"\n{'':13} {'s/step':>8} {'tokens/step':>12} {'tokens/s':>10} "
-          f"{'RSS before (MiB)':>17} {'peak RSS (MiB)':>15}")
+                worst = {key: max(row[key], best[key] if best else 0.0) for key in ("peak", "warmup")}
+                rows[name] = {**(row if best is None or row["s_per_step"] < best["s_per_step"] else best), **worst}
+    print(f"\n{'':22} {'s/step':>8} {'tokens/step':>12} {'tokens/s':>10} "
+          f"{'RSS before (MiB)':>17} {'peak RSS (MiB)':>15} {'warm-up (s)':>12}")
     for name, r in rows.items():
-        print(f"{name:13} {r['s_per_step']:8.3f} {r['tokens_per_step']:12.1f} {r['tokens_per_s']:10.0f} "
-              f"{r['before']:17.0f} {r['peak']:15.0f}")
+        print(f"{name:22} {r['s_per_step']:8.3f} {r['tokens_per_step']:12.1f} {r['tokens_per_s']:10.0f} "
+              f"{r['before']:17.0f} {r['peak']:15.0f} {r['warmup']:12.2f}")
     peer = rows["trl"]
     print()
-    for name in ("rewardgym", "rewardgym-eos"):
+    for name in ("rewardgym", "rewardgym-eos", "rewardgym-compiled", "rewardgym-eos-compiled"):
         ours = rows[name]
         print(f"{name} / trl: tokens/s {ours['tokens_per_s'] / peer['tokens_per_s']:.2f}x, "
               f"s/step {peer['s_per_step'] / ours['s_per_step']:.2f}x faster, "

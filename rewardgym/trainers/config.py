@@ -89,6 +89,7 @@ class TrainConfig(ModelOptions):
     remote: str | None = None  # URL of a `rewardgym serve` verifier service; null = the local env pool
     routing_replay: bool = True  # MoE: train on the experts chosen while sampling (R3)
     expert_parallel: bool = False  # MoE under torchrun: each rank holds 1/world of the routed experts
+    compile: bool = False  # sample through a torch.compile'd decode step (dense, full-precision models)
     # GRPO
     lr: float = 2e-4
     mu: int = 1  # optimizer passes over each rollout batch
@@ -144,6 +145,9 @@ class TrainConfig(ModelOptions):
             problems.append(f"GRPO samples: need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
         if self.expert_parallel and self.model is None and not self.num_experts:
             problems.append("expert_parallel=true needs a Mixture-of-Experts policy: set num_experts (or a MoE model=)")
+        if self.compile and (self.expert_parallel or self.num_experts or self.fp8 != "none"):
+            problems.append("compile=true supports dense full-precision models only "
+                            "(not with num_experts, fp8 or expert_parallel)")
         if self.overlong_buffer > self.max_new_tokens:
             problems.append(f"overlong_buffer ({self.overlong_buffer}) exceeds max_new_tokens ({self.max_new_tokens})")
         if problems:

@@ -15,6 +15,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from .compiled_decode import CompiledDecoder, check_compilable, padded_capacity
 from .models import DecoderLM, Tokenizer
 
 STOP_TAIL_TOKENS = 16  # decoded window used to detect stop strings
@@ -152,16 +153,20 @@ def draw_tokens(probs: torch.Tensor, generator: torch.Generator | Sequence[torch
 @torch.no_grad()
 def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_new_tokens: int,
            temperature: float = 1.0, top_p: float = 1.0, stop: tuple[str, ...] = ("</answer>",),
-           generator: torch.Generator | Sequence[torch.Generator] | None = None) -> Rollout:
+           generator: torch.Generator | Sequence[torch.Generator] | None = None, compile: bool = False) -> Rollout:
     """One completion per prompt (repeat a prompt G times for a group). ``temperature=0`` is greedy.
 
     A row stops at EOS, at a stop string, or after ``max_new_tokens``. Recorded log-probs are those
     of the temperature-scaled distribution before top-p, as ``completion_logprobs`` recomputes them.
     A list of generators splits the rows into that many equal consecutive blocks (GRPO groups),
     each drawing from its own, so a group's samples do not depend on which groups share the batch.
+    ``compile=True`` runs the decode steps through ``torch.compile`` (dense models only; the first
+    call per batch size and cache width compiles, seconds; then each step costs ~35% less).
     """
     if isinstance(generator, Sequence) and (not generator or len(prompts) % len(generator)):
         raise ValueError(f"sample: {len(prompts)} prompts do not split into {len(generator)} generator blocks")
+    if compile:
+        check_compilable(model)
     was_training = model.training
     model.eval()
     # A group repeats its prompt G times: encode each distinct prompt once, one by one (a batch call
@@ -172,13 +177,14 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
     b, p = len(prompts), start.prompt_width
     ids, mask = start.input_ids[:, :p], start.attention_mask[:, :p]
     unique_ids, unique_mask, inverse = shared_prompts(ids, mask, p)
+    capacity = padded_capacity(p + max_new_tokens) if compile else p + max_new_tokens
     if len(unique_ids) < b:  # a group's G rows prefill their prompt once
         cache = model.new_cache(len(unique_ids), p)
         logits = model(unique_ids, unique_mask, cache)[:, -1].float()[inverse]
-        cache = cache.gather(inverse, p + max_new_tokens)
+        cache = cache.gather(inverse, capacity)
         routes = [None if (used := model.last_routing()) is None else used[inverse]]
     else:
-        cache = model.new_cache(b, p + max_new_tokens)
+        cache = model.new_cache(b, capacity)
         logits = model(ids, mask, cache)[:, -1].float()
         routes = [model.last_routing()]
     # Bookkeeping per row in Python (a token list each, a flag each): a handful of tensor ops per
@@ -187,6 +193,7 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
     generated: list[list[int]] = [[] for _ in range(b)]
     alive = [True] * b
     live = torch.ones((b, 1), dtype=torch.long)  # alive as the next column of the attention mask
+    decode = CompiledDecoder(model, cache, mask) if compile else None
     may_stop = stop_candidates(tokenizer, tuple(stop)).tolist() if stop else None
     for step in range(max_new_tokens):
         scaled = logits / temperature if temperature > 0 and temperature != 1.0 else logits
@@ -210,9 +217,12 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
             live = torch.tensor(alive, dtype=torch.long)[:, None]
         if not any(alive) or step + 1 == max_new_tokens:
             break
-        mask = torch.cat([mask, live], dim=1)
-        logits = model(token[:, None], mask, cache)[:, -1].float()
-        routes.append(model.last_routing())
+        if decode is not None:
+            logits = decode(token, live).float()
+        else:
+            mask = torch.cat([mask, live], dim=1)
+            logits = model(token[:, None], mask, cache)[:, -1].float()
+            routes.append(model.last_routing())
     lengths = [len(ids) for ids in generated]
     width = max(1, max(lengths))
     out_logp = out_logp[:, :width].masked_fill(torch.arange(width) >= torch.tensor(lengths)[:, None], 0.0)

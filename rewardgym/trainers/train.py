@@ -68,13 +68,14 @@ class Scored:
 
 def rollout_and_score(envs: Any, seeds: list[int], policy: DecoderLM, tokenizer: Tokenizer, *,
                       max_new_tokens: int, temperature: float, top_p: float = 1.0,
-                      generator: torch.Generator | list[torch.Generator] | None = None) -> Scored:
+                      generator: torch.Generator | list[torch.Generator] | None = None,
+                      compile: bool = False) -> Scored:
     """Reset every sub-env with its seed, sample one completion per prompt, step to score them."""
     prompts, _ = envs.reset(seed=seeds)
     start = time.perf_counter()
     with lockstep(policy):  # expert parallelism: ranks that stop decoding early keep serving their experts
         rollout = sample(policy, tokenizer, list(prompts), max_new_tokens=max_new_tokens, temperature=temperature,
-                         top_p=top_p, stop=STOP, generator=generator)
+                         top_p=top_p, stop=STOP, generator=generator, compile=compile)
     middle = time.perf_counter()
     _, rewards, _, _, info = envs.step(rollout.texts)
     end = time.perf_counter()
@@ -241,7 +242,7 @@ def grpo_step(cfg: TrainConfig, step: int, envs: Any, policy: DecoderLM, tokeniz
     seeds = [first_task + g for g in groups for _ in range(group)]
     scored = rollout_and_score(envs, seeds, policy, tokenizer, max_new_tokens=cfg.max_new_tokens,
                                temperature=cfg.temperature, top_p=cfg.top_p,
-                               generator=group_generators(cfg.seed, step, groups))
+                               generator=group_generators(cfg.seed, step, groups), compile=cfg.compile)
     rollout = scored.rollout
     rewards = torch.tensor(scored.rewards, dtype=torch.float32)
     if cfg.overlong_buffer:

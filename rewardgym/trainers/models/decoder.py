@@ -77,7 +77,11 @@ def _rope_constants(head_dim: int, theta: float, device: torch.device) -> tuple[
 def rope_tables(config: ModelConfig, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and signed sin for ``positions`` [B, T], shaped [B, 1, T, head_dim] (half-rotation layout;
     the sin of the first half is negated, see ``apply_rope``)."""
-    inv_freq, signs = _rope_constants(config.head_dim, config.rope_theta, positions.device)
+    return rope_from(*_rope_constants(config.head_dim, config.rope_theta, positions.device), positions)
+
+
+def rope_from(inv_freq: torch.Tensor, signs: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rope_tables`` from its constants (a compiled step takes them as inputs, not from a cache)."""
     angles = positions.float()[..., None] * inv_freq
     angles = torch.cat([angles, angles], dim=-1)[:, None]
     return angles.cos(), angles.sin() * signs
