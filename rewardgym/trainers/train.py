@@ -188,6 +188,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     grad_norm, steps, moe_stats = 0.0, 0, []
     replay = rollout.routing if cfg.routing_replay else None
     policy.train()
+    replicated, sharded = split_parameters(policy)  # a rank's own experts already hold every rank's gradient
     for chosen in grpo.minibatches(len(rows), size, cfg.mu, generator):
         index = rows[chosen]
         mine = index[(index >= owned.start) & (index < owned.stop)]
@@ -220,7 +221,6 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
                                    dtype=torch.float64)
         else:
             token_free_pass(policy, backward=True)  # expert parallelism: serve the other ranks' tokens
-        replicated, sharded = split_parameters(policy)  # a rank's own experts already hold every rank's gradient
         dp.sum_gradients(replicated)
         grad_norm += dp.clip_gradients(replicated, sharded, cfg.grad_clip)
         optimizer.step()
