@@ -207,11 +207,11 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
         for row, new in enumerate(token.tolist()):
             if not alive[row]:
                 continue
-            ids = generated[row]
-            ids.append(new)
+            tokens = generated[row]
+            tokens.append(new)
             if new == tokenizer.eos_token_id or (
                     may_stop is not None and may_stop[new]
-                    and any(s in tokenizer.decode(ids[-STOP_TAIL_TOKENS:]) for s in stop)):
+                    and any(s in tokenizer.decode(tokens[-STOP_TAIL_TOKENS:]) for s in stop)):
                 alive[row], ended = False, True
         if ended:
             live = torch.tensor(alive, dtype=torch.long)[:, None]
