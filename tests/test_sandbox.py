@@ -212,9 +212,10 @@ def test_killing_the_parent_does_not_break_the_sandbox(backend, witness):
 
 
 def test_daemonised_children_are_killed(backend, witness):
-    program = ("import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+    # the parent waits for the middle process, so the daemon exists before the program ends
+    program = ("import os, sys, time\nchild = os.fork()\nif child == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
                "        sys.stdout.close(); sys.stderr.close()\n        time.sleep(60)\n    os._exit(0)\n"
-               "print('parent done')")
+               "os.waitpid(child, 0)\nprint('parent done')")
     ex = backend.run(program, limits=FAST)
     assert ex.ok and ex.stdout == "parent done\n"
     # bubblewrap: the PID namespace dies with the program, so the kernel kills the daemon first
