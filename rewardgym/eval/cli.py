@@ -39,6 +39,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=32, help="sequences per generate call and per saved chunk")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="auto",
+                   help="where models run: auto (a CUDA GPU if torch sees one, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--k", type=int, action="append", metavar="K",
                    help="report pass@K (repeatable; default: 1 and the samples per task)")
     p.add_argument("--no-progress", action="store_true", help="one line per chunk instead of a progress bar")
@@ -86,7 +88,7 @@ def _evaluate(args: argparse.Namespace, out: Path, also_writes: tuple[Path, ...]
     if args.model and args.k and max(args.k) > args.samples:
         raise ValueError(f"--k {max(args.k)} needs at least that many --samples (got {args.samples})")
     table, identity = run(settings, out, log=_log, progress=not args.no_progress, threads=args.threads,
-                          also_writes=also_writes)
+                          device=args.device, also_writes=also_writes)
     records = scores(table, args.k)
     print(table_text(records))
     summary, plot = summary_paths(out)

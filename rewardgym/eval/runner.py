@@ -170,14 +170,23 @@ def _rows(chunk: Chunk, drafts: list[Draft], seconds_generate: float | None) -> 
     } for d, v, parts in zip(drafts, verdicts, components, strict=True)]
 
 
+def _device(setting: str) -> Any:
+    try:
+        from rewardgym.trainers.device import resolve_device
+    except ImportError as exc:
+        raise ImportError(f"generating completions needs torch: pip install -e '.[torch]' ({exc})") from exc
+    return resolve_device(setting)
+
+
 def _pending_by_model(chunks: list[Chunk], shards: Shards) -> Iterator[tuple[ModelRef | None, list[Chunk]]]:
     todo = [c for c in chunks if not shards.done(c.name)]
     for model in dict.fromkeys(c.model for c in todo):
         yield model, [c for c in todo if c.model == model]
 
 
-def _work(chunks: list[Chunk], shards: Shards, settings: Settings, bar: Any, threads: int) -> None:
-    """Generate (or read), verify and save every chunk not yet in ``shards``, one model loaded at a time."""
+def _work(chunks: list[Chunk], shards: Shards, settings: Settings, bar: Any, threads: int, device: Any) -> None:
+    """Generate (or read), verify and save every chunk not yet in ``shards``, one model loaded at a time
+    and moved to ``device``."""
     busy, count, right = 0.0, 0, 0  # seconds generating and verifying (model loading excluded)
     for model_ref, todo in _pending_by_model(chunks, shards):
         if model_ref is not None:
@@ -186,6 +195,7 @@ def _work(chunks: list[Chunk], shards: Shards, settings: Settings, bar: Any, thr
 
                 torch.set_num_threads(threads)
             model, tokenizer = load_model(model_ref)
+            model = model.to(device)
         for chunk in todo:
             began = time.perf_counter()
             if model_ref is None:
@@ -204,11 +214,12 @@ def _work(chunks: list[Chunk], shards: Shards, settings: Settings, bar: Any, thr
 
 
 def run(settings: Settings, out: Path, *, log: Log | None = None, progress: bool = True, threads: int = 0,
-        also_writes: Sequence[Path] = ()) -> tuple[pa.Table, dict[str, Any]]:
+        device: str = "auto", also_writes: Sequence[Path] = ()) -> tuple[pa.Table, dict[str, Any]]:
     """Evaluate (or finish evaluating) into ``out``; returns the rows and the run's identity
     (``key`` and ``settings``), which the summary beside ``out`` repeats. Before any work, every
     file the run would write (``out``, its summary and plot, ``also_writes``) must be missing or
-    this run's own."""
+    this run's own. ``device`` (the learner's setting, see ``rewardgym.trainers.device``) and
+    ``threads`` say where models run; like the threads, the device is not part of the resume key."""
     if out.suffix != ".parquet":
         raise ValueError(f"--out {out}: expected a .parquet path")
     from rewardgym.trainers.reporting import Progress
@@ -230,13 +241,14 @@ def run(settings: Settings, out: Path, *, log: Log | None = None, progress: bool
             if settings.completions and env.env_id not in external:
                 log(f"{env.env_id}: no completions for it in {settings.completions}")
         chunks = _chunks(settings, models, envs, external)
+        placement = _device(device) if models else None
         shards = Shards(out, identity["key"], identity)
         done = sum(shards.done(c.name) for c in chunks)
         if done:
             log(f"resuming: {done} of {len(chunks)} chunks already in {shards.dir}")
         bar = Progress(len(chunks), initial=done, desc="eval", log=log, enabled=progress)
         try:
-            _work(chunks, shards, settings, bar, threads)
+            _work(chunks, shards, settings, bar, threads, placement)
         finally:
             bar.close()
         table = shards.join([c.name for c in chunks])

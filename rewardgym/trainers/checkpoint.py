@@ -63,7 +63,8 @@ def save_checkpoint(run_dir: Path, step: int, model: DecoderLM, tokenizer: Token
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
         write_model_files(model, tokenizer, tmp)
-        torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": rng_states(), **extra}, tmp / STATE)
+        torch.save({"step": step, "optimizer": _on_cpu(optimizer.state_dict()), "rng": rng_states(), **extra},
+                   tmp / STATE)
         replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -71,6 +72,13 @@ def save_checkpoint(run_dir: Path, step: int, model: DecoderLM, tokenizer: Token
     for old in sorted(root.glob("step-*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _on_cpu(optimizer_state: dict[str, Any]) -> dict[str, Any]:
+    """An optimizer state dict with its tensors on the CPU, so a checkpoint loads on any device."""
+    state = {index: {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in values.items()}
+             for index, values in optimizer_state["state"].items()}
+    return {**optimizer_state, "state": state}
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -84,7 +92,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path) -> tuple[DecoderLM, Tokenizer, dict[str, Any]]:
-    """Model, tokenizer and trainer state of a checkpoint (RNG states are not applied here)."""
+    """Model, tokenizer and trainer state of a checkpoint, on the CPU (RNG states are not applied here)."""
     model, tokenizer = load_pretrained(path)
-    state = torch.load(path / STATE, weights_only=True)
+    state = torch.load(path / STATE, weights_only=True, map_location="cpu")
     return model, tokenizer, state

@@ -1,10 +1,12 @@
 """A decode step for ``torch.compile``: one new token per row through a dense decoder, with every
 shape fixed per (batch, cache capacity), so it compiles once and then runs as a few fused kernels
 instead of ~130 small ops (a small model's decode step is nearly all per-op dispatch).
+The same step compiles for a CUDA model (Triton kernels).
 
 Fixed shapes mean attention runs over the whole preallocated cache under a key mask (columns not
 yet written are masked out), and the write position is a tensor, not a Python int. Inductor's C++
-wrapper is used: its Python wrapper alone costs ~10% of this step.
+wrapper is used on the CPU: its Python wrapper alone costs ~10% of this step there; on a GPU the
+default Python wrapper is kept (the C++ one compiles much more there and was not measured).
 """
 
 from __future__ import annotations
@@ -68,9 +70,9 @@ def decode_step(model: DecoderLM, token: torch.Tensor, keep: torch.Tensor, index
 
 
 @cache
-def _compiled():
+def _compiled(cpp_wrapper: bool):
     """Compiled on first use, so importing this module never needs a compiler."""
-    return torch.compile(decode_step, dynamic=False, fullgraph=True, options={"cpp_wrapper": True})
+    return torch.compile(decode_step, dynamic=False, fullgraph=True, options={"cpp_wrapper": cpp_wrapper})
 
 
 class CompiledDecoder:
@@ -90,7 +92,8 @@ class CompiledDecoder:
         if index >= self.cache.capacity:
             raise ValueError(f"KVCache: {index + 1} tokens exceed the capacity {self.cache.capacity}")
         self.keep[:, index] = live[:, 0]
-        logits = _compiled()(self.model, token[:, None], self.keep, torch.tensor([index], device=self.keep.device),
-                             self.cache.keys, self.cache.values, *self.rope)
+        step = _compiled(self.keep.device.type == "cpu")
+        logits = step(self.model, token[:, None], self.keep, torch.tensor([index], device=self.keep.device),
+                      self.cache.keys, self.cache.values, *self.rope)
         self.cache.length += 1
         return logits

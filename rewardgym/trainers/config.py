@@ -14,10 +14,11 @@ import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
+from .device import setting_problems
 from .grpo import AGGREGATIONS, RATIO_LEVELS
 
 FP8_MODES = ("none", "rollout", "train")
@@ -28,6 +29,7 @@ class ModelOptions:
     """Where the policy comes from: a Hugging Face-layout directory, or (``model: null``) a tiny
     decoder and byte-level BPE built in-process from the environment's prompts."""
 
+    command: ClassVar[str] = "model"  # names the settings in error messages
     run_dir: str = "runs/countdown-tiny"
     seed: int = 0
     env: str = "rewardgym/Countdown-Easy-v0"
@@ -47,6 +49,8 @@ class ModelOptions:
     bias_update_speed: float = 0.001
     aux_loss_alpha: float = 0.0
     threads: int = 1  # torch CPU threads (0 = torch default); a tiny model is fastest on one
+    device: str = "auto"  # auto (a CUDA GPU if torch sees one, else cpu), cpu, cuda, cuda:N; see device.py
+    dtype: str = "float32"  # the policy's parameters: float32 or bfloat16
     progress: bool = True  # a tqdm bar when on a terminal; per-step lines otherwise
     tensorboard: bool = False  # also write TensorBoard events to run_dir/tensorboard
 
@@ -56,11 +60,20 @@ class ModelOptions:
                  "bias_update_speed", "aux_loss_alpha")
         return {name: getattr(self, name) for name in names} if self.num_experts else {}
 
+    def problems(self) -> list[str]:
+        """Settings that cannot work, one message each."""
+        return setting_problems(self.device, self.dtype)
+
+    def __post_init__(self) -> None:
+        if problems := self.problems():
+            raise ValueError(f"{self.command} config: " + "; ".join(problems))
+
 
 @dataclass
 class SFTConfig(ModelOptions):
     """``rewardgym sft``: fine-tune on (prompt, completion) pairs and save the model to ``run_dir/model``."""
 
+    command: ClassVar[str] = "sft"
     run_dir: str = "runs/sft"
     data: str | None = None  # .jsonl / .parquet; null = the env's reference solutions
     examples: int = 2000  # embedded set size (reference solutions of seeds SFT_SEEDS...)
@@ -73,6 +86,7 @@ class SFTConfig(ModelOptions):
 class TrainConfig(ModelOptions):
     """``rewardgym train``: optional SFT cold start, then GRPO on ``env``."""
 
+    command: ClassVar[str] = "train"
     # cold start (skipped when sft_steps is 0)
     sft_data: str | None = None
     sft_examples: int = 2000
@@ -126,8 +140,8 @@ class TrainConfig(ModelOptions):
         return SFTConfig(**shared, data=self.sft_data, examples=self.sft_examples, steps=self.sft_steps,
                          batch_size=self.sft_batch_size, lr=self.sft_lr)
 
-    def __post_init__(self) -> None:
-        problems = []
+    def problems(self) -> list[str]:
+        problems = super().problems()
         if self.aggregation not in AGGREGATIONS:
             problems.append(f"aggregation {self.aggregation!r} not one of {AGGREGATIONS}")
         if self.ratio_level not in RATIO_LEVELS:
@@ -150,8 +164,7 @@ class TrainConfig(ModelOptions):
                             "(not with num_experts, fp8 or expert_parallel)")
         if self.overlong_buffer > self.max_new_tokens:
             problems.append(f"overlong_buffer ({self.overlong_buffer}) exceeds max_new_tokens ({self.max_new_tokens})")
-        if problems:
-            raise ValueError("train config: " + "; ".join(problems))
+        return problems
 
 
 C = TypeVar("C")

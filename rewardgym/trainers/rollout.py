@@ -36,6 +36,11 @@ class Batch:
         """The sub-batch of ``rows`` (same layout and width)."""
         return Batch(self.input_ids[rows], self.attention_mask[rows], self.completion_mask[rows], self.prompt_width)
 
+    def to(self, device: torch.device) -> "Batch":
+        """The same batch on ``device`` (itself when already there)."""
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.completion_mask.to(device),
+                     self.prompt_width)
+
 
 def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> Batch:
     """Left-pad prompts and right-pad completions into one Batch."""
@@ -137,12 +142,14 @@ def draw_tokens(probs: torch.Tensor, generator: torch.Generator | Sequence[torch
     """One token per row of ``probs`` by inverting its cumulative distribution at a uniform draw (one
     uniform per row: ``torch.multinomial`` costs ~10x more per call on a small CPU batch); with a
     list of generators, the rows split into equal consecutive blocks, each drawing from its own
-    (see ``sample``)."""
+    (see ``sample``). The uniforms come from CPU generators whatever ``probs``' device, so a seed
+    draws the same numbers on every device (a few floats a step to copy)."""
     if generator is None or isinstance(generator, torch.Generator):
         uniform = torch.rand(len(probs), 1, generator=generator)
     else:
         size = len(probs) // len(generator)
         uniform = torch.cat([torch.rand(size, 1, generator=g) for g in generator])
+    uniform = uniform.to(probs.device)
     cdf = probs.cumsum(-1)
     # The first token whose cumulative mass exceeds u * total: never one of zero probability (its
     # cdf equals its predecessor's), and never past the end, as u < 1 keeps u * total < total
@@ -161,7 +168,8 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
     A list of generators splits the rows into that many equal consecutive blocks (GRPO groups),
     each drawing from its own, so a group's samples do not depend on which groups share the batch.
     ``compile=True`` runs the decode steps through ``torch.compile`` (dense models only; the first
-    call per batch size and cache width compiles, seconds; then each step costs ~35% less).
+    call per batch size and cache width compiles, seconds; then each step costs ~35% less on a CPU).
+    The returned tensors are on the model's device.
     """
     if isinstance(generator, Sequence) and (not generator or len(prompts) % len(generator)):
         raise ValueError(f"sample: {len(prompts)} prompts do not split into {len(generator)} generator blocks")
@@ -173,7 +181,8 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
     # costs more in thread hand-offs than it saves on a few short texts).
     encoded = {text: tokenizer.encode(text) for text in dict.fromkeys(prompts)}
     prompt_ids = [encoded[text] for text in prompts]
-    start = pack(prompt_ids, [[] for _ in prompts], tokenizer.pad_token_id)
+    device = model.lm_head.weight.device
+    start = pack(prompt_ids, [[] for _ in prompts], tokenizer.pad_token_id).to(device)
     b, p = len(prompts), start.prompt_width
     ids, mask = start.input_ids[:, :p], start.attention_mask[:, :p]
     unique_ids, unique_mask, inverse = shared_prompts(ids, mask, p)
@@ -189,10 +198,10 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
         routes = [model.last_routing()]
     # Bookkeeping per row in Python (a token list each, a flag each): a handful of tensor ops per
     # step on a small model cost as much as the forward pass; only the draw stays batched.
-    out_logp = torch.zeros((b, max_new_tokens))  # every row's, masked past its end at the end
+    out_logp = torch.zeros((b, max_new_tokens), device=device)  # every row's, masked past its end at the end
     generated: list[list[int]] = [[] for _ in range(b)]
     alive = [True] * b
-    live = torch.ones((b, 1), dtype=torch.long)  # alive as the next column of the attention mask
+    live = torch.ones((b, 1), dtype=torch.long, device=device)  # alive as the next column of the attention mask
     decode = CompiledDecoder(model, cache, mask) if compile else None
     may_stop = stop_candidates(tokenizer, tuple(stop)).tolist() if stop else None
     for step in range(max_new_tokens):
@@ -214,7 +223,7 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
                     and any(s in tokenizer.decode(tokens[-STOP_TAIL_TOKENS:]) for s in stop)):
                 alive[row], ended = False, True
         if ended:
-            live = torch.tensor(alive, dtype=torch.long)[:, None]
+            live = torch.tensor(alive, dtype=torch.long, device=device)[:, None]
         if not any(alive) or step + 1 == max_new_tokens:
             break
         if decode is not None:
@@ -225,8 +234,9 @@ def sample(model: DecoderLM, tokenizer: Tokenizer, prompts: list[str], *, max_ne
             routes.append(model.last_routing())
     lengths = [len(ids) for ids in generated]
     width = max(1, max(lengths))
-    out_logp = out_logp[:, :width].masked_fill(torch.arange(width) >= torch.tensor(lengths)[:, None], 0.0)
-    batch = pack(prompt_ids, generated, tokenizer.pad_token_id)
+    past_end = torch.arange(width, device=device) >= torch.tensor(lengths, device=device)[:, None]
+    out_logp = out_logp[:, :width].masked_fill(past_end, 0.0)
+    batch = pack(prompt_ids, generated, tokenizer.pad_token_id).to(device)
     texts = [tokenizer.decode(ids) for ids in generated]  # see the prompts' encoding above
     model.train(was_training)
     return Rollout(batch=batch, logprobs=out_logp, texts=texts, lengths=lengths, truncated=alive,

@@ -95,13 +95,14 @@ def run_sft(model: DecoderLM, tokenizer: Tokenizer, pairs: list[Pair], *, steps:
         1 + torch.cos(torch.tensor(torch.pi * s / max(1, steps))).item()))
     order = torch.randperm(len(pairs), generator=generator).tolist()
     losses, cursor = [], 0
+    device = next(model.parameters()).device
     model.train()
     for step in range(steps):
         if cursor + batch_size > len(order):
             order, cursor = torch.randperm(len(pairs), generator=generator).tolist(), 0
         chunk = [pairs[i] for i in order[cursor:cursor + batch_size]]
         cursor += batch_size
-        loss = sft_loss(model, sft_batch(tokenizer, chunk))
+        loss = sft_loss(model, sft_batch(tokenizer, chunk).to(device))
         optimizer.zero_grad(set_to_none=True)
         (loss + aux_loss(model)).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

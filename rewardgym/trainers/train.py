@@ -38,6 +38,7 @@ from ..curriculum import Curriculum
 from . import grpo
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
 from .config import SFTConfig, TrainConfig, to_dict
+from .device import DTYPES, resolve_device
 from .distributed import SINGLE, DataParallel, check_world, group_generators, launch, shutdown
 from .expert_sharding import gather_full, shard_policy
 from .models import DecoderLM, ModelConfig, Tokenizer, load_pretrained, save_pretrained
@@ -103,9 +104,11 @@ def evaluate(policy: DecoderLM, tokenizer: Tokenizer, env_id: str, n: int, max_n
     return float(dp.sum(torch.tensor(correct, dtype=torch.float64))) / n
 
 
-def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[DecoderLM, Tokenizer]:
-    """Load ``cfg.model``, or build a tokenizer and tiny decoder from the SFT texts; then SFT
-    (its loss also to the TensorBoard ``writer`` when given)."""
+def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None, *,
+                 device: torch.device | None = None) -> tuple[DecoderLM, Tokenizer]:
+    """Load ``cfg.model``, or build a tokenizer and tiny decoder from the SFT texts (on the CPU, so
+    a seed gives the same start on every device); move it to ``device`` (default: ``cfg.device``
+    in one process) in ``cfg.dtype``; then SFT (its loss also to the TensorBoard ``writer`` when given)."""
     pairs = None
     if cfg.steps > 0 or cfg.model is None:
         seeds = range(SFT_SEEDS, SFT_SEEDS + cfg.examples)
@@ -122,7 +125,9 @@ def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None) -> tuple[D
             vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
             num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **cfg.moe_options()))
-    log(f"policy: {policy.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}")
+    policy = policy.to(device=device or resolve_device(cfg.device), dtype=DTYPES[cfg.dtype])
+    log(f"policy: {policy.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}, "
+        f"{cfg.dtype} on {next(policy.parameters()).device}")
     if cfg.steps > 0:
         every = max(1, cfg.steps // 10)
         progress = Progress(cfg.steps, desc="sft", log=log, enabled=cfg.progress)
@@ -182,6 +187,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
     if len(rows) == 0:
         return {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "grad_norm": 0.0, "optimizer_steps": 0}
     owned = owned if owned is not None else range(len(keep))
+    advantages = advantages.to(rollout.logprobs.device)
     old_logp, tis_weight, gap_stats = training_old_logprobs(cfg, policy, rollout, dp)
     size = cfg.minibatch_size or len(rows)
     totals = torch.zeros(4, dtype=torch.float64)  # loss, kl, clip_fraction, entropy: this rank's weighted parts
@@ -194,7 +200,7 @@ def grpo_update(cfg: TrainConfig, policy: DecoderLM, reference: DecoderLM | None
         mine = index[(index >= owned.start) & (index < owned.stop)]
         local = mine - owned.start
         batch = rollout.batch.select(local)
-        tokens, sequences = batch.completion_mask.sum(), torch.tensor(float(len(local)))
+        tokens, sequences = batch.completion_mask.sum().cpu(), torch.tensor(float(len(local)))
         # token_mean divides by the minibatch's tokens, the other aggregations by its sequences
         weight = tokens if cfg.aggregation == "token_mean" else sequences
         parts = torch.stack([weight, tokens, sequences])
@@ -297,6 +303,7 @@ def _train(cfg: TrainConfig, log: Log, dp: DataParallel) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device, dtype = resolve_device(cfg.device, dp.device if dp.world_size > 1 else None), DTYPES[cfg.dtype]
     if dp.main:
         (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n", encoding="utf-8")
 
@@ -306,7 +313,7 @@ def _train(cfg: TrainConfig, log: Log, dp: DataParallel) -> dict[str, Any]:
     if dp.main and checkpoint is None and not (start_dir / "config.json").is_file():
         writer = tensorboard_writer(run_dir / "tensorboard" / "sft", enabled=cfg.tensorboard)
         try:
-            save_pretrained(*build_policy(cfg.cold_start(), log, writer), start_dir)
+            save_pretrained(*build_policy(cfg.cold_start(), log, writer, device=device), start_dir)
         finally:
             close_writer(writer)
     dp.barrier()  # the other ranks read what rank 0 wrote
@@ -320,6 +327,7 @@ def _train(cfg: TrainConfig, log: Log, dp: DataParallel) -> dict[str, Any]:
         log(f"resuming from {checkpoint} at step {first_step}")
     else:
         policy, tokenizer = load_pretrained(start_dir)
+    policy = policy.to(device=device, dtype=dtype)
     if cfg.fp8 != "none":
         policy = to_fp8(policy)
     optimizer_state = state["optimizer"] if state is not None else None
@@ -327,7 +335,8 @@ def _train(cfg: TrainConfig, log: Log, dp: DataParallel) -> dict[str, Any]:
         optimizer_state = shard_policy(policy, optimizer_state, dp)
     reference = None
     if cfg.beta > 0:  # the frozen start policy; with beta 0 no copy is kept
-        reference = load_pretrained(start_dir, with_tokenizer=False)[0].eval().requires_grad_(False)
+        reference = load_pretrained(start_dir, dtype=dtype, with_tokenizer=False)[0].to(device)
+        reference = reference.eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state is not None:
         optimizer.load_state_dict(optimizer_state)

@@ -17,8 +17,9 @@ tensor cores' own accumulation inside a 128-element slice on a GPU):
 * ``emulated``: the FP8 values upcast to FP32, multiplied per slice and scaled -- everywhere.
 
 A GPU backend is chosen once per (device, output dtype, operand kind) by running it on a probe and
-checking it against the emulation; a kernel that is unavailable falls back, one that disagrees is
-an error.
+checking it against the emulation; a kernel that is unavailable falls back (with a warning), one
+that disagrees is an error. "Unavailable" includes an older torch without ``F.scaled_mm`` or whose
+``F.ScalingType`` lacks a recipe (AttributeError, TypeError), not only a kernel refusing the shapes.
 
 Training (``FP8Linear`` with master weights in BF16 or FP32): all three GEMMs run in FP8 as in
 DeepSeek-V3. Forward ``y = x W^T``: x in 1x128 tiles, W in 128x128 blocks. Input gradient
@@ -202,9 +203,10 @@ def _probe(backend: str, device: torch.device, out_dtype: torch.dtype, b_block_r
     b = quantize_tiles(spread(64, 384, 1)) if b_block_rows == 1 else quantize_blocks(spread(256, 384, BLOCK))
     try:
         got = _run(backend, a, b, out_dtype).float()
-    except (RuntimeError, NotImplementedError, ValueError) as exc:
-        warnings.warn(f"FP8 {backend} kernel unavailable on {device} ({str(exc).splitlines()[0]}); falling back",
-                      stacklevel=3)
+    except (RuntimeError, NotImplementedError, ValueError, AttributeError, TypeError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        warnings.warn(f"FP8 {backend} kernel unavailable on {device} (torch {torch.__version__}: {reason}); "
+                      "falling back", stacklevel=3)
         return False
     want = matmul_emulated(a, b)
     error = ((got - want).abs().amax(dim=1) / want.abs().amax(dim=1)).max()
