@@ -137,6 +137,12 @@ def test_kernel_probe_accepts_a_correct_kernel_and_refuses_a_wrong_one(monkeypat
         fp8._probe("rowwise", cpu, torch.float32, 1)
 
 
+def test_probe_falls_back_when_this_torch_lacks_the_scaled_mm_api(monkeypatch):
+    monkeypatch.delattr(F, "ScalingType")  # as in a torch older than the v2 scaled_mm API
+    with pytest.warns(UserWarning, match="rowwise kernel unavailable .*ScalingType"):
+        assert not fp8._probe("rowwise", torch.device("cpu"), torch.float32, 128)
+
+
 def _meta(q: Quantized) -> Quantized:
     return Quantized(q.data.to("meta"), q.scale.to("meta"), q.shape, q.block_rows)
 

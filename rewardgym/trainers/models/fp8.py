@@ -14,6 +14,7 @@ tensor cores' own accumulation inside a 128-element slice on a GPU):
   (or 1x128 x 1x128) recipe -- cuBLASLt >= 12.9 on SM90 (Hopper), the only place torch offers it;
 * ``rowwise``: per 128-wide slice of the reduction dim, one row-wise scaled FP8 GEMM with FP32
   output, summed in FP32 -- any FP8-capable GPU (capability >= 8.9), and CPU (used in tests);
+  rows are padded to multiples of 16 for the kernel, as for ``blockwise``;
 * ``emulated``: the FP8 values upcast to FP32, multiplied per slice and scaled -- everywhere.
 
 A GPU backend is chosen once per (device, output dtype, operand kind) by running it on a probe and
@@ -123,6 +124,14 @@ def _check_operands(a: Quantized, b: Quantized) -> None:
         raise ValueError(f"scaled_matmul: reduction dims differ: {a.shape} against {b.shape}")
 
 
+def _rows_to_16(q: Quantized) -> Quantized:
+    """1x128 tiles with their rows zero-padded (scale 1) to a multiple of 16, as torch's FP8 GEMMs
+    require; ``shape`` still says which rows are real."""
+    rows = q.data.shape[0]
+    data = _pad_to(q.data.view(torch.uint8), _ceil(rows, 16), q.data.shape[1]).view(E4M3)
+    return Quantized(data, F.pad(q.scale, (0, 0, 0, data.shape[0] - rows), value=1.0), q.shape, 1)
+
+
 def _sum_slices(a: Quantized, b: Quantized, product: Any) -> torch.Tensor:
     """``a @ b.T`` as the FP32 sum over 128-wide reduction slices of ``product(a slice, b slice,
     a's scales [M, 1], b's scales [1, N])``, each slice's product already scaled."""
@@ -132,7 +141,7 @@ def _sum_slices(a: Quantized, b: Quantized, product: Any) -> torch.Tensor:
     for k in range(sa.shape[1]):
         cols = slice(k * BLOCK, (k + 1) * BLOCK)
         out += product(a.data[:, cols], b.data[:, cols], sa[:, k, None], sb[None, :, k])
-    return out[:, :b.shape[0]]
+    return out[:a.shape[0], :b.shape[0]]
 
 
 def matmul_emulated(a: Quantized, b: Quantized) -> torch.Tensor:
@@ -143,6 +152,8 @@ def matmul_emulated(a: Quantized, b: Quantized) -> torch.Tensor:
 
 def matmul_rowwise(a: Quantized, b: Quantized) -> torch.Tensor:
     """``a @ b.T``: per reduction slice a row-wise scaled FP8 GEMM (FP32 out), summed in FP32."""
+    _check_operands(a, b)
+    a, b = _rows_to_16(a), _rows_to_16(b) if b.block_rows == 1 else b  # blocks are padded to 128 already
     return _sum_slices(a, b, lambda qa, qb, sa, sb: F.scaled_mm(
         qa, qb.t(), sa.contiguous(), F.ScalingType.RowWise, sb.contiguous(), F.ScalingType.RowWise,
         output_dtype=torch.float32))
@@ -154,21 +165,17 @@ def matmul_blockwise(a: Quantized, b: Quantized, out_dtype: torch.dtype) -> torc
     (1, M); 128x128 B scales [round_up(K/128, 4), N/128] with strides (1, that round-up); 1x128 B
     scales [N, K/128] with strides (1, N). Rows are padded to multiples of 16 for the kernel."""
     _check_operands(a, b)
-    m, n = a.data.shape[0], b.data.shape[0]
-    a_data = _pad_to(a.data.view(torch.uint8), _ceil(m, 16), a.data.shape[1]).view(E4M3)
-    a_scale = F.pad(a.scale, (0, 0, 0, a_data.shape[0] - m), value=1.0)
-    b_data, b_scale = b.data, b.scale
+    a = _rows_to_16(a)
     if b.block_rows == 1:
-        b_data = _pad_to(b.data.view(torch.uint8), _ceil(n, 16), b.data.shape[1]).view(E4M3)
-        b_scale = F.pad(b.scale, (0, 0, 0, b_data.shape[0] - n), value=1.0)
-        b_scale, recipe_b = b_scale.t().contiguous().t(), F.ScalingType.BlockWise1x128
+        b = _rows_to_16(b)
+        b_scale, recipe_b = b.scale.t().contiguous().t(), F.ScalingType.BlockWise1x128
     else:
-        k_blocks = b_scale.shape[1]
-        b_scale = F.pad(b_scale, (0, _ceil(k_blocks, 4) - k_blocks), value=1.0).t()
+        k_blocks = b.scale.shape[1]
+        b_scale = F.pad(b.scale, (0, _ceil(k_blocks, 4) - k_blocks), value=1.0).t()
         recipe_b = F.ScalingType.BlockWise128x128
-    out = F.scaled_mm(a_data, b_data.t(), a_scale.t().contiguous().t(), F.ScalingType.BlockWise1x128,
+    out = F.scaled_mm(a.data, b.data.t(), a.scale.t().contiguous().t(), F.ScalingType.BlockWise1x128,
                       b_scale, recipe_b, output_dtype=out_dtype)
-    return out[:m, :b.shape[0]]
+    return out[:a.shape[0], :b.shape[0]]
 
 
 _BACKEND: dict[tuple[str, torch.dtype, int], str] = {}
