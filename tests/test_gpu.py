@@ -2,11 +2,14 @@
 and whole runs through the CLI that resume on the CPU. Every test skips without CUDA
 (``pytest -m gpu tests/test_gpu.py`` on a GPU machine; benchmarks/gpu/check.sh runs it).
 
-Tolerances: float32 work with TF32 off differs between devices only in summation order, ~1e-6
-relative per reduction, so 1e-4 leaves two orders of margin through a small model. FP8 GEMMs are
-compared with the emulation on the same quantised operands, where only the accumulation differs
-(Hopper's FP8 tensor cores keep ~14 bits inside a 128-element slice: ~1e-4 of a row's scale) plus,
-for BF16 output, its rounding (half an ulp, 2^-9 relative).
+Tolerances: float32 work with TF32 off differs between devices only in rounding and summation
+order, so a GPU result should sit about as far from the CPU's as float32 sits from float64 on the
+CPU; the bounds below are about 10x those float32-vs-float64 distances, measured on the same
+models and batches (noted at each test), and far below what a wrong mask or position gives.
+FP8 GEMMs are compared with the emulation on the same quantised operands, where only the
+accumulation differs (Hopper's FP8 tensor cores keep ~14 bits inside a 128-element slice: a few
+1e-4 of a row's largest value for these sizes) plus, for BF16 output, its rounding (half an ulp,
+2^-9 relative); a scale applied to the wrong tile is off by 2x or more.
 """
 
 import json
@@ -48,7 +51,7 @@ def no_tf32():
 
 
 # -- FP8 -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("out_dtype, tolerance", [(torch.float32, 1e-3), (torch.bfloat16, 4e-3)])
+@pytest.mark.parametrize("out_dtype, tolerance", [(torch.float32, 2e-3), (torch.bfloat16, 5e-3)])
 @pytest.mark.parametrize("right", ["tiles", "blocks"])  # 1x128 x 1x128 and 1x128 x 128x128 operands
 @pytest.mark.parametrize("m, n, k", [(1, 128, 128), (16, 256, 384), (37, 200, 300), (130, 129, 1000)])
 def test_fp8_kernel_matches_the_emulation(m, n, k, right, out_dtype, tolerance):
@@ -79,7 +82,7 @@ def test_fp8_linear_forward_and_backward_match_the_cpu_emulation(dtype):
         y = here(xs)
         y.backward(dy.to(device))
         results.append([t.detach().float().cpu() for t in (y, xs.grad, here.weight.grad, here.bias.grad)])
-    tolerance = 1e-3 if dtype == torch.float32 else 1.6e-2  # BF16 in and out: 2^-9 each way, twice
+    tolerance = 2e-3 if dtype == torch.float32 else 1.6e-2  # BF16 results: a few ulps (2^-8) of rounding
     for name, on_cpu, on_gpu in zip(("y", "dx", "dW", "db"), *results):
         error = float((on_gpu - on_cpu).abs().max() / on_cpu.abs().max())
         assert error <= tolerance, f"{name}: {error:.3g} of its largest value"
@@ -127,11 +130,14 @@ def test_sampled_logprobs_on_cuda_match_their_recomputation(tiny):
         recomputed, _ = completion_logprobs(policy, rollout.batch, temperature=0.7)
     mask = rollout.batch.completion_mask
     assert rollout.logprobs.device.type == "cuda" and mask.sum() > 20
-    assert float(((recomputed - rollout.logprobs) * mask).abs().max()) <= 1e-4
+    # on the CPU: 2.7e-5 between recorded and recomputed, 2.9e-5 between float32 and float64
+    assert float(((recomputed - rollout.logprobs) * mask).abs().max()) <= 3e-4
 
 
 def test_grpo_update_on_cuda_matches_the_cpu(tiny):
-    model, tok, prompts = tiny
+    sharp, tok, prompts = tiny
+    torch.manual_seed(1)
+    model = DecoderLM(sharp.config)  # the plain initialisation: no clipping decision sits near its boundary
     rollout = sample(model, tok, [p for p in prompts for _ in range(4)], max_new_tokens=12, temperature=1.0,
                      generator=torch.Generator().manual_seed(0))
     advantages = grpo.group_advantages(torch.tensor([1.0, 0, 0, 1] * 2 + [0, 1, 1, 1] * 2), 4)
@@ -149,6 +155,7 @@ def test_grpo_update_on_cuda_matches_the_cpu(tiny):
         steps = [(b - p.detach()).cpu() for b, p in zip(before, policy.parameters())]
         results.append((stats, steps))
     (cpu_stats, cpu_steps), (gpu_stats, gpu_steps) = results
+    # on the CPU, float32 against float64: loss, kl and grad_norm within 4e-6 relative, steps 1.1e-5
     for key in ("loss", "kl", "clip_fraction", "grad_norm"):
         assert gpu_stats[key] == pytest.approx(cpu_stats[key], rel=1e-4, abs=1e-7), key
     scale = max(float(s.abs().max()) for s in cpu_steps)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Everything GPU-related in one pass of about four minutes: the machine, torch's FP8 API and the
-# backends rewardgym picks, the GPU tests (tests/test_gpu.py), the FP8/MoE tests, and the benchmark.
+# Everything GPU-related in one pass of about four minutes (9.5 at most, every limit reached): the
+# machine, torch's FP8 API and the backends rewardgym picks, the GPU tests (tests/test_gpu.py), the
+# FP8/MoE tests, and the benchmark.
 #
 #   bash benchmarks/gpu/check.sh OUT_DIR      (from the repository root; the log lands in OUT_DIR/log.txt)
 #
@@ -50,13 +51,13 @@ install_wheels() {
 export -f missing_wheels install_wheels  # `timeout` runs them in a new bash
 
 if [ -d .whl ]; then
-    section "install wheels from .whl/" 120 bash -c install_wheels
+    section "install wheels from .whl/" 60 bash -c install_wheels
     export PYTHONPATH=$PWD:/tmp/site
 fi
 
-section "machine" 30 bash -c 'nvidia-smi || echo "no nvidia-smi"; echo "CPUs: $(nproc)"; free -g | head -2'
+section "machine" 15 bash -c 'nvidia-smi || echo "no nvidia-smi"; echo "CPUs: $(nproc)"; free -g | head -2'
 
-section "torch and FP8 API" 120 python3 - <<'EOF'
+section "torch and FP8 API" 60 python3 - <<'EOF'
 import sys
 import warnings
 
@@ -83,12 +84,12 @@ for dtype in (torch.float32, torch.bfloat16):
         print(f"FP8 backend for {kind}, {dtype}: {backend_for(device, dtype, rows)}", flush=True)
 EOF
 
-section "GPU tests (tests/test_gpu.py)" 200 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
+section "GPU tests (tests/test_gpu.py)" 210 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
     --timeout 150 -rfEs --durations=12
-section "FP8 and MoE tests on this torch" 90 python3 -m pytest -q tests/test_fp8.py tests/test_moe.py \
+section "FP8 and MoE tests on this torch" 60 python3 -m pytest -q tests/test_fp8.py tests/test_moe.py \
     -p no:cacheprovider --timeout 60 -rfE
 if python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
-    section "benchmark (benchmarks/gpu/bench.py)" 170 python3 benchmarks/gpu/bench.py --rounds 2 --warmup 2 \
+    section "benchmark (benchmarks/gpu/bench.py)" 140 python3 benchmarks/gpu/bench.py --rounds 2 --warmup 2 \
         --iters 10 --train-iters 2
 else
     section "benchmark smoke, no CUDA here (benchmarks/gpu/bench.py --smoke)" 120 python3 benchmarks/gpu/bench.py --smoke
