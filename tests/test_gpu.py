@@ -179,6 +179,21 @@ def _rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def test_eval_runs_on_cuda(tmp_path):
+    run, out = tmp_path / "run", tmp_path / "eval.parquet"
+    _cli("train", f"run_dir={run}", "device=cpu", "steps=1", *TINY)
+    _cli("eval", "--model", str(run / "start"), "--env", ENV, "--n", "4", "--max-new-tokens", "16", "--device", "cuda",
+         "--no-progress", "--out", str(out))
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).num_rows == 4
+
+
+def test_gpu_benchmark_smoke_runs_on_cuda():
+    done = _run([sys.executable, str(ROOT / "benchmarks" / "gpu" / "bench.py"), "--smoke", "--device", "cuda"])
+    assert "GRPO training step" in done.stdout
+
+
 @pytest.mark.parametrize("extra, resume", [
     ([], []),
     (["fp8=train"], []),
@@ -199,18 +214,3 @@ def test_a_cuda_run_writes_metrics_and_checkpoints_and_resumes_on_the_cpu(tmp_pa
     assert "resuming from" in done.stderr and "at step 2" in done.stderr
     assert [r["step"] for r in _rows(run)] == [1, 2, 3]
     assert (run / "checkpoints" / "step-000003" / "model.safetensors").is_file()
-
-
-def test_eval_runs_on_cuda(tmp_path):
-    run, out = tmp_path / "run", tmp_path / "eval.parquet"
-    _cli("train", f"run_dir={run}", "device=cpu", "steps=1", *TINY)
-    _cli("eval", "--model", str(run / "start"), "--env", ENV, "--n", "4", "--max-new-tokens", "16", "--device", "cuda",
-         "--no-progress", "--out", str(out))
-    import pyarrow.parquet as pq
-
-    assert pq.read_table(out).num_rows == 4
-
-
-def test_gpu_benchmark_smoke_runs_on_cuda():
-    done = _run([sys.executable, str(ROOT / "benchmarks" / "gpu" / "bench.py"), "--smoke", "--device", "cuda"])
-    assert "GRPO training step" in done.stdout

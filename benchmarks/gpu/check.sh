@@ -86,12 +86,12 @@ EOF
 
 per_test=()  # a per-test limit where pytest-timeout is installed
 python3 -c "import pytest_timeout" 2>/dev/null && per_test=(--timeout 150)
-section "GPU tests (tests/test_gpu.py)" 210 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
+section "GPU tests (tests/test_gpu.py)" 240 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
     "${per_test[@]}" -rfEs --durations=12
 section "FP8 and MoE tests on this torch" 60 python3 -m pytest -q tests/test_fp8.py tests/test_moe.py \
     -p no:cacheprovider "${per_test[@]}" -rfE
 if python3 -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
-    section "benchmark (benchmarks/gpu/bench.py)" 140 python3 benchmarks/gpu/bench.py --rounds 2 --warmup 2 \
+    section "benchmark (benchmarks/gpu/bench.py)" 130 python3 benchmarks/gpu/bench.py --rounds 2 --warmup 2 \
         --iters 10 --train-iters 2
 else
     section "benchmark smoke, no CUDA here (benchmarks/gpu/bench.py --smoke)" 120 python3 benchmarks/gpu/bench.py --smoke
