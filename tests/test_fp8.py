@@ -106,6 +106,20 @@ def test_bad_shapes_are_reported():
 
 
 # -- matmul --------------------------------------------------------------------------------------
+def _cpu_rowwise_kernel() -> bool:
+    """Whether this torch runs row-scaled FP8 GEMMs on the CPU (2.13 does; 2.11 has them on CUDA only)."""
+    one = torch.ones(16, 16).to(fp8.E4M3)
+    try:
+        F.scaled_mm(one, one.t(), torch.ones(16, 1), F.ScalingType.RowWise, torch.ones(1, 16), F.ScalingType.RowWise,
+                    output_dtype=torch.float32)
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return False
+    return True
+
+
+CPU_BACKENDS = ("emulated", "rowwise") if _cpu_rowwise_kernel() else ("emulated",)
+
+
 def test_emulated_and_rowwise_kernels_equal_dequantise_then_matmul():
     generator = torch.Generator().manual_seed(1)
     a = quantize_tiles(torch.randn(37, 300, generator=generator))
@@ -113,7 +127,7 @@ def test_emulated_and_rowwise_kernels_equal_dequantise_then_matmul():
               quantize_tiles(torch.randn(90, 300, generator=generator))):
         want = a.dequantize() @ b.dequantize().t()
         scale = float(want.abs().max())
-        for backend in ("emulated", "rowwise"):  # rowwise: torch's real row-scaled FP8 GEMM, on CPU
+        for backend in CPU_BACKENDS:  # rowwise: torch's real row-scaled FP8 GEMM, on CPU where torch has it
             got = scaled_matmul(a, b, backend=backend)
             assert got.shape == want.shape and got.dtype == torch.float32
             assert float((got - want).abs().max()) <= 1e-5 * scale
@@ -122,7 +136,8 @@ def test_emulated_and_rowwise_kernels_equal_dequantise_then_matmul():
 
 def test_kernel_probe_accepts_a_correct_kernel_and_refuses_a_wrong_one(monkeypatch):
     cpu = torch.device("cpu")
-    assert fp8._probe("rowwise", cpu, torch.float32, 128) and fp8._probe("rowwise", cpu, torch.bfloat16, 1)
+    for backend in CPU_BACKENDS:
+        assert fp8._probe(backend, cpu, torch.float32, 128) and fp8._probe(backend, cpu, torch.bfloat16, 1)
     with pytest.warns(UserWarning, match="blockwise kernel unavailable"):  # no DeepSeek recipe on CPU
         assert not fp8._probe("blockwise", cpu, torch.float32, 128)
     real = fp8._run
@@ -134,7 +149,7 @@ def test_kernel_probe_accepts_a_correct_kernel_and_refuses_a_wrong_one(monkeypat
 
     monkeypatch.setattr(fp8, "_run", misplaced_scale)
     with pytest.raises(RuntimeError, match="disagrees with the emulation"):
-        fp8._probe("rowwise", cpu, torch.float32, 1)
+        fp8._probe(CPU_BACKENDS[-1], cpu, torch.float32, 1)
 
 
 def test_probe_falls_back_when_this_torch_lacks_the_scaled_mm_api(monkeypatch):
@@ -319,3 +334,13 @@ def test_resumed_fp8_run_ends_with_the_same_weights(tmp_path):
     a, _ = load_pretrained(full / "checkpoints" / "step-000002")
     b, _ = load_pretrained(cut / "checkpoints" / "step-000002")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_quantised_operands_are_row_major_whatever_the_input_layout():
+    """A transposed input (the weight-gradient GEMM quantises dy^T and x^T) must still give row-major
+    FP8 data: cuBLASLt refuses other layouts, and only a padded input used to come out row-major."""
+    x = torch.randn(256, 384)
+    for quantize in (quantize_tiles, quantize_blocks):
+        q = quantize(x.t())
+        assert q.data.is_contiguous() and q.scale.is_contiguous()
+        assert torch.equal(q.dequantize(), quantize(x.t().contiguous()).dequantize())

@@ -99,7 +99,7 @@ def quantize_tiles(x: torch.Tensor) -> Quantized:
     if x.dim() != 2:
         raise ValueError(f"quantize_tiles: expected a 2-D tensor, got shape {tuple(x.shape)}")
     rows, cols = x.shape
-    padded = _pad_to(x.float(), rows, _ceil(cols, BLOCK)).reshape(rows, _ceil(cols, BLOCK) // BLOCK, BLOCK)
+    padded = _pad_to(x.float().contiguous(), rows, _ceil(cols, BLOCK)).reshape(rows, _ceil(cols, BLOCK) // BLOCK, BLOCK)
     scale = _scale_of(padded.abs().amax(dim=-1))
     data = _to_e4m3(padded / scale[..., None]).reshape(rows, _ceil(cols, BLOCK))
     return Quantized(data, scale, (rows, cols), 1)
@@ -111,7 +111,7 @@ def quantize_blocks(w: torch.Tensor) -> Quantized:
         raise ValueError(f"quantize_blocks: expected a 2-D tensor, got shape {tuple(w.shape)}")
     rows, cols = w.shape
     prows, pcols = _ceil(rows, BLOCK), _ceil(cols, BLOCK)
-    blocks = _pad_to(w.float(), prows, pcols).reshape(prows // BLOCK, BLOCK, pcols // BLOCK, BLOCK)
+    blocks = _pad_to(w.float().contiguous(), prows, pcols).reshape(prows // BLOCK, BLOCK, pcols // BLOCK, BLOCK)
     scale = _scale_of(blocks.abs().amax(dim=(1, 3)))
     data = _to_e4m3(blocks / scale[:, None, :, None]).reshape(prows, pcols)
     return Quantized(data, scale, (rows, cols), BLOCK)
