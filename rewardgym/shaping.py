@@ -12,6 +12,9 @@ the components always sum to the reward. Shapers:
 ``LanguageConsistency`` DeepSeek-R1: the share of the reasoning (``<think>`` block, else the whole
                        text) written in ``language``, measured per sentence with ``langdetect``.
 ``RepetitionPenalty``  minus the share of repeated word n-grams, for degenerate loops.
+``Closeness``          for a wrong answer whose verdict reports its ``distance`` from the target
+                       (countdown does), 1 - distance / scale, floored at 0: partial credit that gives
+                       a group reward variance when no sample is right yet (0 for right answers).
 ``R1Format``           1 when the completion is exactly ``<think>...</think><answer>...</answer>``
                        (R1-Zero's format reward; ``rewardgym.wrappers.FormatBonus`` applies it).
 
@@ -129,6 +132,24 @@ class RepetitionPenalty(Shaper):
 
     def values(self, completions, verdicts, groups):
         return [self.value(c) for c in completions]
+
+
+class Closeness(Shaper):
+    name = "closeness"
+
+    def __init__(self, weight: float = 0.5, scale: float = 50.0):
+        if scale <= 0:
+            raise ValueError(f"Closeness: scale must be > 0, got {scale}")
+        self.weight, self.scale = weight, scale
+
+    def value(self, verdict: Verdict) -> float:
+        distance = verdict.details.get("distance")
+        if verdict.correct or distance is None:
+            return 0.0
+        return max(0.0, 1.0 - float(distance) / self.scale)
+
+    def values(self, completions, verdicts, groups):
+        return [self.value(v) for v in verdicts]
 
 
 class R1Format(Shaper):

@@ -9,7 +9,7 @@ import pytest
 
 import rewardgym
 from rewardgym.core import Task
-from rewardgym.envs.countdown import CountdownEnv, solve_backwards
+from rewardgym.envs.countdown import CountdownEnv, signed_sum, solve_backwards
 from rewardgym.verifiers.countdown import CountdownVerifier, evaluate
 
 V = CountdownVerifier()
@@ -82,6 +82,30 @@ def test_generation_is_pure_and_solvable() -> None:
         assert 3 <= len(t.meta["numbers"]) <= 5 and 10 <= t.meta["target"] <= 60
         assert all(1 <= n <= 50 for n in t.meta["numbers"])
         assert V.verify(env.reference(t), t).correct
+
+
+def test_signed_sum_by_hand() -> None:
+    # 76 + 70 - 48 - 17 = 81: larger numbers first, additions before subtractions
+    assert signed_sum([17, 70, 48, 76], 81) == "76 + 70 - 48 - 17"
+    assert signed_sum([53, 48, 29, 1], 25) == "48 + 29 + 1 - 53"  # the largest may be subtracted
+    assert signed_sum([2, 3], 6) is None  # needs *
+    assert signed_sum([5, 3], 8, operators="+") == "5 + 3" and signed_sum([5, 3], 2, operators="+*") is None
+    assert signed_sum([5, 3], 2, operators="*") is None
+
+
+def test_reference_prefers_the_signed_sum_and_falls_back_to_the_generators_solution() -> None:
+    env = rewardgym.make("Countdown-v0").unwrapped
+    t = env.generate(7)  # numbers [13, 71, 92, 9], target 1
+    assert env.reference(t) == "<think>71 + 13 + 9 - 92 = 1</think>\n<answer>71 + 13 + 9 - 92</answer>"
+    only_products = task([2, 3], 6)
+    only_products.meta["solution"] = "2 * 3"
+    assert env.reference(only_products).endswith("<answer>2 * 3</answer>")
+
+
+def test_a_wrong_value_reports_its_distance_from_the_target() -> None:
+    verdict = score("25+5+4+1")  # 35, target 81
+    assert verdict.details == {"value": "35", "distance": 46.0}
+    assert score("(25-5)/4+1").details["distance"] == 75.0  # 6
 
 
 def test_known_seed_value() -> None:

@@ -7,7 +7,7 @@ import pytest
 import rewardgym
 from rewardgym.core import Verdict
 from rewardgym.curriculum import Curriculum
-from rewardgym.shaping import (KimiLengthPenalty, LanguageConsistency, OverlongPenalty, RepetitionPenalty,
+from rewardgym.shaping import (Closeness, KimiLengthPenalty, LanguageConsistency, OverlongPenalty, RepetitionPenalty,
                                RewardShaping, VectorRewardShaping)
 
 R, W = Verdict.right(), Verdict.wrong("wrong_answer")
@@ -44,6 +44,22 @@ def test_language_consistency_uses_a_real_detector() -> None:
     assert 0.1 < shaper.share(mixed) < 0.6
     assert shaper.share(mixed) == LanguageConsistency("en").share(mixed)  # deterministic
     assert LanguageConsistency("de").share(mixed) == pytest.approx(1 - shaper.share(mixed))
+
+
+def test_closeness_by_hand() -> None:
+    near, far, right = Verdict.wrong("wrong_answer", distance=10.0), Verdict.wrong("wrong_answer", distance=80.0), Verdict.right()
+    unparsed = Verdict.wrong("format_error")
+    assert Closeness(0.5, scale=50).values([""] * 4, [near, far, right, unparsed], [0, 0, 0, 0]) == [0.8, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        Closeness(scale=0)
+
+
+def test_closeness_on_countdown_verdicts() -> None:
+    env = VectorRewardShaping(rewardgym.make_vec("Countdown-v0", 2, group_size=2), Closeness(0.5, scale=50))
+    _, info = env.reset(seed=[7, 7])  # numbers [13, 71, 92, 9], target 1
+    _, rewards, _, _, info = env.step(["<answer>71 + 13 + 9 - 92</answer>", "<answer>71 + 13 - 9 - 92</answer>"])
+    assert list(rewards) == [1.0, 0.5 * (1 - 18 / 50)]  # 71 + 13 - 9 - 92 = -17, 18 from the target
+    assert list(info["reward_components"]["closeness"]) == [0.0, 0.5 * (1 - 18 / 50)]
 
 
 def test_single_env_wrapper_components_sum() -> None:

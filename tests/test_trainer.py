@@ -16,9 +16,9 @@ from rewardgym.trainers.train import grpo_update  # noqa: E402
 
 pytestmark = pytest.mark.torch
 ENV = "rewardgym/Countdown-Easy-v0"
-TINY = ["vocab_size=300", "hidden_size=32", "intermediate_size=64", "num_layers=1", "num_heads=2", "num_kv_heads=1",
-        "sft_examples=32", "sft_steps=30", "sft_batch_size=8", "sft_lr=0.01", "tasks_per_step=2", "group_size=4",
-        "max_new_tokens=40", "eval_tasks=4", "checkpoint_every=2", "plot=false", "lr=0.01", "temperature=1.5",
+TINY = [f"env={ENV}", "vocab_size=300", "hidden_size=32", "intermediate_size=64", "num_layers=1", "num_heads=2",
+        "num_kv_heads=1", "sft_examples=32", "sft_steps=30", "sft_batch_size=8", "sft_lr=0.01", "tasks_per_step=2",
+        "group_size=4", "max_new_tokens=40", "eval_tasks=4", "checkpoint_every=2", "plot=false", "lr=0.01", "temperature=1.5",
         "overlong_buffer=30"]  # length shaping gives reward variance even when no answer is right
 
 
@@ -151,6 +151,8 @@ def test_config_from_yaml_with_overrides(tmp_path, capsys):
         parse_config(TrainConfig, ["aggregation=mean"])
     with pytest.raises(ValueError, match="temperature > 0"):
         parse_config(TrainConfig, ["temperature=0"])
+    with pytest.raises(ValueError, match="closeness_scale > 0"):
+        parse_config(TrainConfig, ["closeness_scale=0"])
     assert train_main(["bogus=1"]) == 2
     assert "unknown setting 'bogus'" in capsys.readouterr().err
 
@@ -179,7 +181,8 @@ def test_curriculum_state_travels_with_checkpoints(tmp_path):
     from rewardgym.trainers.checkpoint import latest_checkpoint, load_checkpoint
 
     run = tmp_path / "cur"
-    args = TINY + [f"run_dir={run}", "curriculum=true", "curriculum_window=64", "env=rewardgym/Countdown-v0"]
+    args = TINY + [f"run_dir={run}", "curriculum=true", "curriculum_window=64", "env=rewardgym/Countdown-v0",
+                   "closeness=0.5"]  # the shaping wraps the curriculum, whose state still travels
     assert train_main(args + ["steps=2"]) == 0
     _, _, state = load_checkpoint(latest_checkpoint(run))
     assert len(state["curriculum"]["window"]) == 4  # 2 steps x 2 groups, window not yet full
@@ -188,3 +191,4 @@ def test_curriculum_state_travels_with_checkpoints(tmp_path):
     assert len(state["curriculum"]["window"]) == 8 and state["curriculum"]["level"] == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(r["curriculum_level"] == 0 for r in rows)
+    assert all(0 <= r["reward_closeness"] <= 0.5 for r in rows)

@@ -9,6 +9,7 @@ same task in every process whatever PYTHONHASHSEED is.
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -66,6 +67,24 @@ def solve_backwards(rng: random.Random, numbers: list[int], operators: str,
         return None
     value, text, _ = finals[int(rand() * len(finals))]
     return value, text
+
+
+def signed_sum(numbers: list[int], target: int, operators: str = "+-*/") -> str | None:
+    """The target as a sum and difference of all the numbers, written larger numbers first and
+    additions before subtractions (``70 + 48 + 1 - 53``), or None when no signs reach it.
+
+    Why: most four-number tasks have such a solution, and one plain form per task is far easier for
+    a small model to imitate than the generator's random expression trees (the cold start)."""
+    ordered = sorted(numbers, reverse=True)
+    signs_allowed = [1, -1] if "-" in operators else [1]
+    if "+" not in operators and len(numbers) > 1:
+        return None
+    for signs in itertools.product(signs_allowed, repeat=len(ordered)):
+        if 1 in signs and sum(sign * n for sign, n in zip(signs, ordered)) == target:
+            plus = [n for sign, n in zip(signs, ordered) if sign > 0]
+            minus = [n for sign, n in zip(signs, ordered) if sign < 0]
+            return " + ".join(map(str, plus)) + "".join(f" - {n}" for n in minus)
+    return None
 
 
 class CountdownEnv(TextEnv):
@@ -127,5 +146,7 @@ class CountdownEnv(TextEnv):
                           "use_all": self.use_all, "solution": solution})
 
     def reference(self, task: Task) -> str:
-        solution = task.meta["solution"]
+        """The sum-and-difference form where one exists (``signed_sum``), else the generator's solution."""
+        meta = task.meta
+        solution = signed_sum(meta["numbers"], meta["target"], meta["operators"]) or meta["solution"]
         return f"<think>{solution} = {task.meta['target']}</think>\n<answer>{solution}</answer>"

@@ -32,7 +32,7 @@ class ModelOptions:
     command: ClassVar[str] = "model"  # names the settings in error messages
     run_dir: str = "runs/countdown-tiny"
     seed: int = 0
-    env: str = "rewardgym/Countdown-Easy-v0"
+    env: str = "rewardgym/Countdown-v0"
     model: str | None = None
     vocab_size: int = 512
     hidden_size: int = 96
@@ -89,13 +89,13 @@ class TrainConfig(ModelOptions):
     command: ClassVar[str] = "train"
     # cold start (skipped when sft_steps is 0)
     sft_data: str | None = None
-    sft_examples: int = 2000
+    sft_examples: int = 8000
     sft_steps: int = 1600
     sft_batch_size: int = 32
     sft_lr: float = 3e-3
     # rollouts
-    steps: int = 200
-    tasks_per_step: int = 16
+    steps: int = 300
+    tasks_per_step: int = 64
     group_size: int = 8
     max_new_tokens: int = 40
     temperature: float = 1.0
@@ -104,6 +104,10 @@ class TrainConfig(ModelOptions):
     routing_replay: bool = True  # MoE: train on the experts chosen while sampling (R3)
     expert_parallel: bool = False  # MoE under torchrun: each rank holds 1/world of the routed experts
     compile: bool = False  # sample through a torch.compile'd decode step (dense, full-precision models)
+    # reward shaping (rewardgym.shaping.Closeness): partial credit weight * max(0, 1 - distance / scale)
+    # for wrong answers whose verdict reports a distance from the target (countdown's do); 0 = off
+    closeness: float = 0.5
+    closeness_scale: float = 50.0
     # GRPO
     lr: float = 2e-4
     mu: int = 1  # optimizer passes over each rollout batch
@@ -162,6 +166,8 @@ class TrainConfig(ModelOptions):
         if self.compile and (self.expert_parallel or self.num_experts or self.fp8 != "none"):
             problems.append("compile=true supports dense full-precision models only "
                             "(not with num_experts, fp8 or expert_parallel)")
+        if self.closeness < 0 or self.closeness_scale <= 0:
+            problems.append(f"need closeness >= 0 and closeness_scale > 0, got {self.closeness}, {self.closeness_scale}")
         if self.overlong_buffer > self.max_new_tokens:
             problems.append(f"overlong_buffer ({self.overlong_buffer}) exceeds max_new_tokens ({self.max_new_tokens})")
         return problems

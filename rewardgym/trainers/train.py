@@ -5,7 +5,7 @@
       vector env.reset(seed = one seed per group, repeated G times)  -> prompts
       sample G completions per prompt, log-probs recorded            -> Rollout
       vector env.step(completions)                                   -> rewards, verdicts
-      (+ overlong shaping) -> group advantages -> drop zero-variance groups
+      (+ closeness shaping, overlong shaping) -> group advantages -> drop zero-variance groups
       mu passes of minibatch optimizer steps on the clipped loss (+ beta * KL)
       metrics -> run_dir/metrics.jsonl (+ TensorBoard, progress bar); every N steps an atomic checkpoint
     held-out greedy accuracy before and after; run_dir/curves.png
@@ -35,6 +35,7 @@ import torch
 import rewardgym
 
 from ..curriculum import Curriculum
+from ..shaping import Closeness, VectorRewardShaping
 from . import grpo
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_states, write_atomic
 from .config import SFTConfig, TrainConfig, to_dict
@@ -380,18 +381,21 @@ def _grpo_stage(cfg: TrainConfig, run_dir: Path, first_step: int, policy: Decode
     group = cfg.group_size
     num_envs = len(dp.shard(cfg.tasks_per_step)) * group
     if cfg.curriculum:
-        envs = Curriculum(cfg.env, num_envs, group_size=group, window=cfg.curriculum_window,
-                          target=(cfg.curriculum_low, cfg.curriculum_high), remote=cfg.remote)
+        curriculum = Curriculum(cfg.env, num_envs, group_size=group, window=cfg.curriculum_window,
+                                target=(cfg.curriculum_low, cfg.curriculum_high), remote=cfg.remote)
         if curriculum_state is not None:
-            envs.load_state_dict(curriculum_state)
+            curriculum.load_state_dict(curriculum_state)
+        envs = curriculum
     else:
         envs = rewardgym.make_vec(cfg.env, num_envs=num_envs, group_size=group, remote=cfg.remote)
+    if cfg.closeness:
+        envs = VectorRewardShaping(envs, Closeness(cfg.closeness, cfg.closeness_scale))
     progress = Progress(cfg.steps, initial=first_step, desc="grpo", log=log, enabled=cfg.progress)
     try:
         for step in range(first_step, cfg.steps):
             row = grpo_step(cfg, step, envs, policy, tokenizer, reference, optimizer, dp)
             if cfg.curriculum:
-                row["curriculum_level"] = envs.level
+                row["curriculum_level"] = curriculum.level
             if dp.main:
                 with metrics_path.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
@@ -404,7 +408,7 @@ def _grpo_stage(cfg: TrainConfig, run_dir: Path, first_step: int, policy: Decode
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 whole, whole_optimizer = gather_full(policy, optimizer, dp)  # experts from their owners, to rank 0
                 if dp.main:
-                    extra = {"config": to_dict(cfg), **({"curriculum": envs.state_dict()} if cfg.curriculum else {})}
+                    extra = {"config": to_dict(cfg), **({"curriculum": curriculum.state_dict()} if cfg.curriculum else {})}
                     save_checkpoint(run_dir, step + 1, whole, tokenizer, whole_optimizer, extra,
                                     keep=cfg.keep_checkpoints)
     finally:

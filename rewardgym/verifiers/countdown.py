@@ -11,7 +11,9 @@ evaluated: it is parsed with ``ast`` after a character whitelist and a length bo
 intermediate value is bounded, so any input returns in microseconds.
 
 Reasons beyond the shared ones: ``wrong_numbers`` (literals do not match the given numbers),
-``division_by_zero``, ``too_large`` (an intermediate exceeded the magnitude bound).
+``division_by_zero``, ``too_large`` (an intermediate exceeded the magnitude bound). A wrong value
+with the right numbers reports its ``value`` and its ``distance`` from the target (for
+``rewardgym.shaping.Closeness``).
 """
 
 from __future__ import annotations
@@ -118,5 +120,5 @@ class CountdownVerifier(Verifier):
         if used != given if meta.get("use_all", True) else used - given:
             return Verdict.wrong("wrong_numbers", expression, used=sorted(literals))
         if value != target:
-            return Verdict.wrong(WRONG_ANSWER, expression, value=str(value))
+            return Verdict.wrong(WRONG_ANSWER, expression, value=str(value), distance=float(abs(value - target)))
         return Verdict.right(expression)
