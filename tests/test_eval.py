@@ -153,8 +153,12 @@ def test_run_directory_compares_checkpoints_with_a_plot(run_dir, tmp_path, capsy
     scores = json.loads(out.with_suffix(".json").read_text())["scores"]
     assert [s["step"] for s in scores] == [0, 2]
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    table = capsys.readouterr().out
-    assert "step-000002" in table and "start" in table
+    printed = capsys.readouterr()
+    assert "step-000002" in printed.out and "start" in printed.out
+    progress = [line for line in printed.err.splitlines() if "all models:" in line]
+    # each line's accuracy counts its own model's samples (2 tasks), the total counts everything so far
+    assert [line.split(": ", 1)[1].split(" samples")[0] for line in progress] == ["2", "2"]
+    assert "(all models: 4 samples" in progress[-1]
 
 
 def test_clear_errors_and_no_user_file_overwritten(run_dir, tmp_path, capsys):

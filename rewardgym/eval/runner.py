@@ -187,7 +187,8 @@ def _pending_by_model(chunks: list[Chunk], shards: Shards) -> Iterator[tuple[Mod
 def _work(chunks: list[Chunk], shards: Shards, settings: Settings, bar: Any, threads: int, device: Any) -> None:
     """Generate (or read), verify and save every chunk not yet in ``shards``, one model loaded at a time
     and moved to ``device``."""
-    busy, count, right = 0.0, 0, 0  # seconds generating and verifying (model loading excluded)
+    busy, count = 0.0, 0  # seconds generating and verifying (model loading excluded), samples done
+    scored: dict[tuple[str, str], list[int]] = {}  # (model, env) -> [samples, correct]: accuracy per pair
     for model_ref, todo in _pending_by_model(chunks, shards):
         if model_ref is not None:
             if threads:
@@ -207,10 +208,12 @@ def _work(chunks: list[Chunk], shards: Shards, settings: Settings, bar: Any, thr
             shards.write(chunk.name, rows)
             busy += time.perf_counter() - began
             count += len(rows)
-            right += sum(r["correct"] for r in rows)
-            rate = count / max(busy, 1e-9)
-            bar.step(f"{chunk.name} {chunk.label} {chunk.env.env_id}: {count} samples, {rate:.1f} samples/s, "
-                     f"accuracy {right / count:.3f}", {"samples/s": rate, "acc": right / count})
+            pair = scored.setdefault((chunk.label, chunk.env.env_id), [0, 0])
+            pair[0] += len(rows)
+            pair[1] += sum(r["correct"] for r in rows)
+            rate, accuracy = count / max(busy, 1e-9), pair[1] / max(pair[0], 1)
+            bar.step(f"{chunk.name} {chunk.label} {chunk.env.env_id}: {pair[0]} samples, accuracy {accuracy:.3f} "
+                     f"(all models: {count} samples, {rate:.1f} samples/s)", {"samples/s": rate, "acc": accuracy})
 
 
 def run(settings: Settings, out: Path, *, log: Log | None = None, progress: bool = True, threads: int = 0,
