@@ -75,11 +75,10 @@ def signed_sum(numbers: list[int], target: int, operators: str = "+-*/") -> str 
 
     Why: most four-number tasks have such a solution, and one plain form per task is far easier for
     a small model to imitate than the generator's random expression trees (the cold start)."""
-    ordered = sorted(numbers, reverse=True)
-    signs_allowed = [1, -1] if "-" in operators else [1]
     if "+" not in operators and len(numbers) > 1:
         return None
-    for signs in itertools.product(signs_allowed, repeat=len(ordered)):
+    ordered = sorted(numbers, reverse=True)
+    for signs in itertools.product([1, -1] if "-" in operators else [1], repeat=len(ordered)):
         if 1 in signs and sum(sign * n for sign, n in zip(signs, ordered)) == target:
             plus = [n for sign, n in zip(signs, ordered) if sign > 0]
             minus = [n for sign, n in zip(signs, ordered) if sign < 0]

@@ -70,12 +70,24 @@ def resolve_models(paths: list[str]) -> list[ModelRef]:
     return refs
 
 
+NEEDS_TORCH = "generating completions needs torch: pip install -e '.[torch]'"
+
+
+def model_device(setting: str) -> Any:
+    """The torch device for the learner's ``device`` setting (see ``rewardgym.trainers.device``)."""
+    try:
+        from rewardgym.trainers.device import resolve_device
+    except ImportError as exc:
+        raise ImportError(f"{NEEDS_TORCH} ({exc})") from exc
+    return resolve_device(setting)
+
+
 def load_model(ref: ModelRef) -> tuple[Any, Any]:
     """The DecoderLM and Tokenizer of ``ref``, checked to belong together."""
     try:
         from rewardgym.trainers.models import load_pretrained
     except ImportError as exc:
-        raise ImportError(f"generating completions needs torch: pip install -e '.[torch]' ({exc})") from exc
+        raise ImportError(f"{NEEDS_TORCH} ({exc})") from exc
     model, tokenizer = load_pretrained(ref.path)
     if tokenizer is None:
         raise FileNotFoundError(f"{ref.path}: no tokenizer.json beside the model")

@@ -24,7 +24,7 @@ from rewardgym.core.prompts import as_text
 from rewardgym.core.types import Task
 
 from .completions import External, file_digest, read_completions
-from .models import ModelRef, load_model, resolve_models
+from .models import ModelRef, load_model, model_device, resolve_models
 from .store import Shards, check_outputs, write_parquet
 from .tasks import EVAL_SEEDS, EnvTasks, env_tasks
 
@@ -170,14 +170,6 @@ def _rows(chunk: Chunk, drafts: list[Draft], seconds_generate: float | None) -> 
     } for d, v, parts in zip(drafts, verdicts, components, strict=True)]
 
 
-def _device(setting: str) -> Any:
-    try:
-        from rewardgym.trainers.device import resolve_device
-    except ImportError as exc:
-        raise ImportError(f"generating completions needs torch: pip install -e '.[torch]' ({exc})") from exc
-    return resolve_device(setting)
-
-
 def _pending_by_model(chunks: list[Chunk], shards: Shards) -> Iterator[tuple[ModelRef | None, list[Chunk]]]:
     todo = [c for c in chunks if not shards.done(c.name)]
     for model in dict.fromkeys(c.model for c in todo):
@@ -244,7 +236,7 @@ def run(settings: Settings, out: Path, *, log: Log | None = None, progress: bool
             if settings.completions and env.env_id not in external:
                 log(f"{env.env_id}: no completions for it in {settings.completions}")
         chunks = _chunks(settings, models, envs, external)
-        placement = _device(device) if models else None
+        placement = model_device(device) if models else None
         shards = Shards(out, identity["key"], identity)
         done = sum(shards.done(c.name) for c in chunks)
         if done:

@@ -19,11 +19,13 @@ DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def _device_problem(device: str) -> str | None:
+    return None if DEVICE.fullmatch(device) else f"device {device!r} not one of 'auto', 'cpu', 'cuda', 'cuda:N'"
+
+
 def setting_problems(device: str, dtype: str) -> list[str]:
     """What is wrong with a ``device`` and ``dtype`` setting, one message each (none when both are valid)."""
-    problems = []
-    if not DEVICE.fullmatch(device):
-        problems.append(f"device {device!r} not one of 'auto', 'cpu', 'cuda', 'cuda:N'")
+    problems = [problem] if (problem := _device_problem(device)) else []
     if dtype not in DTYPES:
         problems.append(f"dtype {dtype!r} not one of {tuple(DTYPES)}")
     return problems
@@ -32,8 +34,8 @@ def setting_problems(device: str, dtype: str) -> list[str]:
 def resolve_device(setting: str, job_device: torch.device | None = None) -> torch.device:
     """The torch device for a ``device`` setting; ``job_device`` is the one a multi-rank process group
     assigned this rank (None in a single process)."""
-    if problems := setting_problems(setting, "float32"):
-        raise ValueError(problems[0])
+    if problem := _device_problem(setting):
+        raise ValueError(problem)
     if job_device is not None:
         if setting == "auto" or torch.device(setting) in (job_device, torch.device(job_device.type)):
             return job_device

@@ -126,9 +126,9 @@ def build_policy(cfg: SFTConfig, log: Log, writer: Any | None = None, *,
             vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
             num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **cfg.moe_options()))
-    policy = policy.to(device=device or resolve_device(cfg.device), dtype=DTYPES[cfg.dtype])
-    log(f"policy: {policy.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}, "
-        f"{cfg.dtype} on {next(policy.parameters()).device}")
+    device = device or resolve_device(cfg.device)
+    policy = policy.to(device=device, dtype=DTYPES[cfg.dtype])
+    log(f"policy: {policy.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}, {cfg.dtype} on {device}")
     if cfg.steps > 0:
         every = max(1, cfg.steps // 10)
         progress = Progress(cfg.steps, desc="sft", log=log, enabled=cfg.progress)
@@ -381,20 +381,19 @@ def _grpo_stage(cfg: TrainConfig, run_dir: Path, first_step: int, policy: Decode
     group = cfg.group_size
     num_envs = len(dp.shard(cfg.tasks_per_step)) * group
     if cfg.curriculum:
-        curriculum = Curriculum(cfg.env, num_envs, group_size=group, window=cfg.curriculum_window,
-                                target=(cfg.curriculum_low, cfg.curriculum_high), remote=cfg.remote)
+        envs = curriculum = Curriculum(cfg.env, num_envs, group_size=group, window=cfg.curriculum_window,
+                                       target=(cfg.curriculum_low, cfg.curriculum_high), remote=cfg.remote)
         if curriculum_state is not None:
             curriculum.load_state_dict(curriculum_state)
-        envs = curriculum
     else:
-        envs = rewardgym.make_vec(cfg.env, num_envs=num_envs, group_size=group, remote=cfg.remote)
+        curriculum, envs = None, rewardgym.make_vec(cfg.env, num_envs=num_envs, group_size=group, remote=cfg.remote)
     if cfg.closeness:
         envs = VectorRewardShaping(envs, Closeness(cfg.closeness, cfg.closeness_scale))
     progress = Progress(cfg.steps, initial=first_step, desc="grpo", log=log, enabled=cfg.progress)
     try:
         for step in range(first_step, cfg.steps):
             row = grpo_step(cfg, step, envs, policy, tokenizer, reference, optimizer, dp)
-            if cfg.curriculum:
+            if curriculum is not None:
                 row["curriculum_level"] = curriculum.level
             if dp.main:
                 with metrics_path.open("a", encoding="utf-8") as handle:
@@ -408,7 +407,9 @@ def _grpo_stage(cfg: TrainConfig, run_dir: Path, first_step: int, policy: Decode
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 whole, whole_optimizer = gather_full(policy, optimizer, dp)  # experts from their owners, to rank 0
                 if dp.main:
-                    extra = {"config": to_dict(cfg), **({"curriculum": curriculum.state_dict()} if cfg.curriculum else {})}
+                    extra = {"config": to_dict(cfg)}
+                    if curriculum is not None:
+                        extra["curriculum"] = curriculum.state_dict()
                     save_checkpoint(run_dir, step + 1, whole, tokenizer, whole_optimizer, extra,
                                     keep=cfg.keep_checkpoints)
     finally:
